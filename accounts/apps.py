@@ -1,0 +1,10 @@
+"""App config of the accounts app (JWT over HTTP and WebSocket)."""
+
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    """Accounts: token endpoints, logout, and the socket authentication pieces."""
+
+    name = "accounts"
+    default_auto_field = "django.db.models.BigAutoField"

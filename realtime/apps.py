@@ -1,0 +1,17 @@
+"""App config of the real-time engine."""
+
+from django.apps import AppConfig
+
+
+class RealtimeConfig(AppConfig):
+    """Validates the REALTIME settings at start-up so a bad value stops the server."""
+
+    name = "realtime"
+    verbose_name = "Real-time"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .conf import realtime_settings
+
+        realtime_settings.reload()
+        realtime_settings.values  # noqa: B018 - loading validates; errors stop start-up

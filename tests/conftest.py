@@ -1,0 +1,78 @@
+"""Fixtures shared by every kind of test: users, tokens, API clients, Redis."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import redis
+from django.test import override_settings
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    """Create users: `make_user("ann", is_staff=True)`."""
+
+    def make(username: str = "ann", **fields):
+        return django_user_model.objects.create_user(username=username, password=PASSWORD, **fields)
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user("ann")
+
+
+def make_tokens(user) -> tuple[str, str]:
+    """A fresh (access, refresh) pair for `user`, as the token endpoint issues it."""
+    refresh = RefreshToken.for_user(user)
+    return str(refresh.access_token), str(refresh)
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The real Redis the suite runs against (started by scripts/runtests.py)."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.fail("TEST_REDIS_URL is not set: run the suite with `make test` (it provides Redis).")
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url):
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def redis_layer_settings(url: str, prefix: str) -> dict:
+    """CHANNEL_LAYERS for channels_redis on `url`, isolated under `prefix`."""
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [url], "prefix": f"{prefix}:asgi"},
+        }
+    }
+
+
+@pytest.fixture
+def redis_layer(redis_url, redis_prefix):
+    """Run the test with the Redis channel layer instead of the in-memory one."""
+    with override_settings(CHANNEL_LAYERS=redis_layer_settings(redis_url, redis_prefix), REDIS_PREFIX=redis_prefix):
+        yield redis_url

@@ -1,0 +1,174 @@
+"""The HTTP token API: obtain, refresh with rotation, verify, logout."""
+
+import pytest
+from django.contrib.auth.signals import user_logged_out
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+from tests.conftest import PASSWORD, make_tokens
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+TOKEN = "/api/auth/token/"
+REFRESH = "/api/auth/token/refresh/"
+VERIFY = "/api/auth/token/verify/"
+LOGOUT = "/api/auth/logout/"
+
+
+def obtain(api, username="ann", password=PASSWORD):
+    return api.post(TOKEN, {"username": username, "password": password}, format="json")
+
+
+def test_obtain_returns_a_pair_for_the_user(api, user):
+    response = obtain(api)
+    assert response.status_code == 200
+    assert AccessToken(response.json()["access"])["user_id"] == str(user.pk)
+    assert RefreshToken(response.json()["refresh"])["user_id"] == str(user.pk)
+
+
+@pytest.mark.parametrize(("username", "password"), [("ann", "wrong"), ("nobody", PASSWORD)])
+def test_obtain_with_bad_credentials_is_401(api, user, username, password):
+    response = obtain(api, username, password)
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"
+    assert "access" not in response.json()
+
+
+def test_obtain_for_an_inactive_user_is_401(api, make_user):
+    make_user("ann", is_active=False)
+    response = obtain(api)
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("{not json", "application/json"),
+        ("[]", "application/json"),
+        ('{"username": "ann"}', "application/json"),
+        ('{"username": ["ann"], "password": 5}', "application/json"),
+    ],
+)
+def test_obtain_with_a_malformed_body_is_400(api, user, body, content_type):
+    response = api.post(TOKEN, body, content_type=content_type)
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_request"
+    assert response.json()["message"]
+
+
+def test_missing_fields_are_named(api):
+    response = api.post(TOKEN, {}, format="json")
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"username", "password"}
+
+
+def test_unsupported_media_type_is_bad_request(api):
+    response = api.post(TOKEN, "<xml/>", content_type="application/xml")
+    assert response.status_code == 415
+    assert response.json()["code"] == "bad_request"
+
+
+def test_wrong_method_is_405(api):
+    response = api.get(TOKEN)
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_refresh_rotates_and_blacklists_the_old_token(api, user):
+    first = obtain(api).json()
+    response = api.post(REFRESH, {"refresh": first["refresh"]}, format="json")
+    assert response.status_code == 200
+    second = response.json()
+    assert second["refresh"] != first["refresh"]
+    assert AccessToken(second["access"])["user_id"] == str(user.pk)
+
+    reused = api.post(REFRESH, {"refresh": first["refresh"]}, format="json")
+    assert reused.status_code == 401
+    assert reused.json()["code"] == "unauthorized"
+    # the rotated token keeps working
+    assert api.post(REFRESH, {"refresh": second["refresh"]}, format="json").status_code == 200
+
+
+@pytest.mark.parametrize("body", [{"refresh": "garbage"}, {}, {"refresh": ""}])
+def test_refresh_with_a_bad_token(api, body):
+    response = api.post(REFRESH, body, format="json")
+    assert response.status_code in (400, 401)
+    assert response.json()["code"] == ("bad_request" if response.status_code == 400 else "unauthorized")
+
+
+def test_refresh_with_an_access_token_is_401(api, user):
+    access, _ = make_tokens(user)
+    response = api.post(REFRESH, {"refresh": access}, format="json")
+    assert response.status_code == 401
+
+
+def test_verify(api, user):
+    access, _ = make_tokens(user)
+    assert api.post(VERIFY, {"token": access}, format="json").status_code == 200
+    bad = api.post(VERIFY, {"token": access[:-4] + "abcd"}, format="json")
+    assert bad.status_code == 401
+    assert bad.json()["code"] == "unauthorized"
+
+
+def test_logout_blacklists_and_signals(api, user):
+    access, refresh = make_tokens(user)
+    seen = []
+
+    def receiver(sender, user, **kwargs):
+        seen.append(user.pk)
+
+    user_logged_out.connect(receiver)
+    try:
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+        response = api.post(LOGOUT, {"refresh": refresh}, format="json")
+    finally:
+        user_logged_out.disconnect(receiver)
+    assert response.status_code == 204
+    assert seen == [user.pk]
+    api.credentials()
+    assert api.post(REFRESH, {"refresh": refresh}, format="json").status_code == 401
+
+
+def test_logout_all_blacklists_every_refresh_token(api, user):
+    access, refresh = make_tokens(user)
+    _, other_refresh = make_tokens(user)
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    assert api.post(LOGOUT, {"refresh": refresh, "all": True}, format="json").status_code == 204
+    api.credentials()
+    assert api.post(REFRESH, {"refresh": other_refresh}, format="json").status_code == 401
+
+
+def test_logout_needs_authentication(api, user):
+    _, refresh = make_tokens(user)
+    response = api.post(LOGOUT, {"refresh": refresh}, format="json")
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_logout_with_another_users_token_is_403(api, user, make_user):
+    access, _ = make_tokens(user)
+    _, foreign = make_tokens(make_user("bob"))
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    response = api.post(LOGOUT, {"refresh": foreign}, format="json")
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+    api.credentials()
+    assert api.post(REFRESH, {"refresh": foreign}, format="json").status_code == 200
+
+
+@pytest.mark.parametrize(("body", "status"), [({}, 400), ({"refresh": "nope"}, 401), ({"refresh": 1, "all": "x"}, 400)])
+def test_logout_with_a_bad_body(api, user, body, status):
+    access, _ = make_tokens(user)
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    response = api.post(LOGOUT, body, format="json")
+    assert response.status_code == status
+
+
+def test_expired_access_token_is_401(api, user):
+    token = AccessToken.for_user(user)
+    token.set_exp(lifetime=-__import__("datetime").timedelta(seconds=1))
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = api.post(LOGOUT, {"refresh": "x"}, format="json")
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"

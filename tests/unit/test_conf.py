@@ -1,0 +1,117 @@
+"""The REALTIME settings: defaults, overrides, environment, validation."""
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from realtime.conf import DEFAULT_NAMESPACES, NAMESPACE_DEFAULTS, OPTIONS, load, realtime_settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_match_the_protocol():
+    values = load({}, {})
+    assert values["AUTH_TIMEOUT"] == 10
+    assert values["REFRESH_LEAD"] == 30
+    assert values["HEARTBEAT"] == 25
+    assert values["HEARTBEAT_TIMEOUT"] == 10
+    assert values["RESUME_WINDOW"] == 120
+    assert values["PRESENCE_GRACE"] == 10
+    assert values["MAX_FRAME_BYTES"] == 65536
+    assert values["MAX_ERRORS"] == 10
+    assert values["RATE"] == 50 and values["RATE_BURST"] == 100
+    assert values["MAX_SUBSCRIPTIONS"] == 100
+    assert values["MAX_CONNECTIONS_PER_USER"] == 20
+    assert values["SEND_QUEUE_BYTES"] == 1024 * 1024
+    assert set(values) == set(OPTIONS)
+
+
+def test_default_namespaces_match_the_protocol_table():
+    namespaces = load({}, {})["NAMESPACES"]
+    assert set(namespaces) == {"public", "room", "user"}
+    assert namespaces["public"] == NAMESPACE_DEFAULTS
+    assert namespaces["public"]["history_size"] == 100 and namespaces["public"]["history_ttl"] == 3600
+    assert namespaces["room"]["subscribe"] == "realtime.permissions.room_member"
+    assert namespaces["user"]["publish"] == "realtime.permissions.nobody"
+    assert namespaces["user"]["history_ttl"] == 86400
+    assert namespaces["user"]["presence"] is False and namespaces["user"]["join_leave"] is False
+
+
+def test_settings_dict_overrides_defaults():
+    values = load({"HEARTBEAT": 2, "MAX_ERRORS": 3}, {})
+    assert values["HEARTBEAT"] == 2.0 and isinstance(values["HEARTBEAT"], float)
+    assert values["MAX_ERRORS"] == 3 and isinstance(values["MAX_ERRORS"], int)
+
+
+def test_environment_overrides_settings_dict():
+    values = load({"HEARTBEAT": 2}, {"REALTIME_HEARTBEAT": "0.5", "REALTIME_MAX_ERRORS": " 4 "})
+    assert values["HEARTBEAT"] == 0.5
+    assert values["MAX_ERRORS"] == 4
+
+
+def test_environment_namespaces_are_json():
+    values = load({}, {"REALTIME_NAMESPACES": '{"chat": {"history_size": 5}}'})
+    assert values["NAMESPACES"] == {"chat": {**NAMESPACE_DEFAULTS, "history_size": 5}}
+
+
+@pytest.mark.parametrize(
+    ("user", "environ", "named"),
+    [
+        ({"HEARTBEET": 2}, {}, "'HEARTBEET'"),
+        ({}, {"REALTIME_HEARTBEET": "2"}, "REALTIME_HEARTBEET"),
+        ({}, {"REALTIME_HEARTBEAT": "soon"}, "'HEARTBEAT'"),
+        ({}, {"REALTIME_MAX_ERRORS": "2.5"}, "'MAX_ERRORS'"),
+        ({"MAX_ERRORS": 2.5}, {}, "'MAX_ERRORS'"),
+        ({"RATE": True}, {}, "'RATE'"),
+        ({"RATE": "fast"}, {}, "'RATE'"),
+        ({"HEARTBEAT": 0}, {}, "'HEARTBEAT'"),
+        ({"AUTH_TIMEOUT": -1}, {}, "'AUTH_TIMEOUT'"),
+        ({"NAMESPACES": {}}, {}, "'NAMESPACES'"),
+        ({}, {"REALTIME_NAMESPACES": "{not json"}, "'NAMESPACES'"),
+        ({"NAMESPACES": {"Bad Name": {}}}, {}, "NAMESPACES.Bad Name"),
+        ({"NAMESPACES": {"chat": []}}, {}, "NAMESPACES.chat"),
+        ({"NAMESPACES": {"chat": {"colour": "red"}}}, {}, "NAMESPACES.chat"),
+        ({"NAMESPACES": {"chat": {"subscribe": "nodots"}}}, {}, "NAMESPACES.chat.subscribe"),
+        ({"NAMESPACES": {"chat": {"history_size": -1}}}, {}, "NAMESPACES.chat.history_size"),
+        ({"NAMESPACES": {"chat": {"presence": "yes"}}}, {}, "NAMESPACES.chat.presence"),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_key(user, environ, named):
+    with pytest.raises(ImproperlyConfigured) as info:
+        load(user, environ)
+    assert named in str(info.value)
+
+
+def test_settings_must_be_a_dict():
+    with pytest.raises(ImproperlyConfigured, match="must be a dict"):
+        load(["HEARTBEAT"], {})
+
+
+def test_default_namespaces_are_not_mutated_by_loading():
+    before = {name: dict(rules) for name, rules in DEFAULT_NAMESPACES.items()}
+    load({}, {})["NAMESPACES"]["public"]["history_size"] = 1
+    assert DEFAULT_NAMESPACES == before
+
+
+def test_lazy_settings_follow_override_settings():
+    assert realtime_settings.HEARTBEAT == 25
+    with override_settings(REALTIME={"HEARTBEAT": 3}):
+        assert realtime_settings.HEARTBEAT == 3
+    assert realtime_settings.HEARTBEAT == 25
+
+
+def test_lazy_settings_reject_unknown_attributes():
+    with pytest.raises(AttributeError):
+        realtime_settings.NOT_A_SETTING  # noqa: B018
+
+
+def test_every_setting_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for key, option in OPTIONS.items():
+        default = option.default if option.kind is not dict else "see below"
+        row = f"| `{key}` | {default if not isinstance(default, float) else f'{default:g}'} |"
+        assert row in doc, f"docs/configuration.md lacks the row for {key}: {row}"
+    for rule in NAMESPACE_DEFAULTS:
+        assert f"| `{rule}` |" in doc

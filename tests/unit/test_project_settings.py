@@ -1,0 +1,75 @@
+"""Settings from the environment, checked in a fresh interpreter each time."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = (
+    "import django, json; from django.conf import settings; django.setup(); "
+    "db = settings.DATABASES['default']; layer = settings.CHANNEL_LAYERS['default']; "
+    "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']), 'layer': layer['BACKEND'], "
+    "'hosts': layer.get('CONFIG', {}).get('hosts'), 'debug': settings.DEBUG, "
+    "'allowed': settings.ALLOWED_HOSTS, 'access': settings.SIMPLE_JWT['ACCESS_TOKEN_LIFETIME'].total_seconds()}))"
+)
+
+
+def run_probe(**env_vars):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REALTIME_")}
+    for key in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"):
+        env.pop(key, None)
+    env.update(DJANGO_SETTINGS_MODULE="project.settings", **env_vars)
+    return subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_embedded_defaults():
+    result = run_probe()
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout)
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["name"].endswith("db.sqlite3")
+    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["debug"] is True
+    assert values["access"] == 300
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_production_environment():
+    result = run_probe(
+        DEBUG="0",
+        SECRET_KEY="s3cret",
+        ALLOWED_HOSTS="rt.example.com,api.example.com",
+        DATABASE_URL="postgres://u:p@db.example.com:5432/rt",
+        REDIS_URL="redis://cache.example.com:6379/2",
+    )
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout)
+    assert values["engine"] == "django.db.backends.postgresql"
+    assert values["name"] == "rt"
+    assert values["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert values["hosts"] == ["redis://cache.example.com:6379/2"]
+    assert values["allowed"] == ["rt.example.com", "api.example.com"]
+    assert "SECRET_KEY" not in result.stderr
+
+
+def test_secret_key_required_without_debug():
+    result = run_probe(DEBUG="0")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_bad_realtime_environment_stops_startup():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REALTIME_")}
+    env["REALTIME_HEARTBEAT"] = "often"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "REALTIME['HEARTBEAT']" in result.stderr
+    assert "environment variable REALTIME_HEARTBEAT" in result.stderr
