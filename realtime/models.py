@@ -29,3 +29,70 @@ class Room(models.Model):
     def channel(self) -> str:
         """The channel name of this room."""
         return f"room:{self.slug}"
+
+
+class Node(models.Model):
+    """A live server process; it refreshes `last_seen` every NODE_HEARTBEAT seconds.
+
+    A node whose beat stops (the process was killed) is found by the cleanup, which
+    closes its open `Connection` rows with the reason `stale`.
+    """
+
+    name = models.CharField(max_length=200, unique=True, help_text="host:pid")
+    hostname = models.CharField(max_length=150)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Connection(models.Model):
+    """One socket session: who, where from, on which process, and how it ended.
+
+    Written at connect, authentication, refresh and close; never once per message.
+    """
+
+    class AuthMethod(models.TextChoices):
+        NONE = "", "not authenticated"
+        HEADER = "header", "Authorization header"
+        QUERY = "query", "query string"
+        COOKIE = "cookie", "session cookie"
+        FRAME = "frame", "auth frame"
+
+    session_id = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="realtime_connections"
+    )
+    node = models.CharField(max_length=200, db_index=True, help_text="server process (host:pid)")
+    channel_name = models.CharField(max_length=200, help_text="channel layer address of the live consumer")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    auth_method = models.CharField(max_length=8, choices=AuthMethod.choices, blank=True)
+    opened_at = models.DateTimeField(db_index=True)
+    authenticated_at = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    close_code = models.PositiveIntegerField(null=True, blank=True)
+    close_reason = models.CharField(max_length=64, blank=True)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = [models.F("closed_at").asc(nulls_first=True), "-opened_at"]
+        indexes = [
+            models.Index(fields=["user", "closed_at"], name="rt_conn_user_open"),
+            models.Index(fields=["node", "closed_at"], name="rt_conn_node_open"),
+        ]
+
+    def __str__(self) -> str:
+        return self.session_id
+
+    @property
+    def is_open(self) -> bool:
+        """True while the socket has not been closed (or found stale)."""
+        return self.closed_at is None

@@ -1,0 +1,49 @@
+"""Control messages that reach live sockets on any server process, through the channel layer.
+
+Every socket's consumer is in the group `user_group(user_id)` once authenticated,
+and has a channel name stored on its `Connection` row, so a revocation or an
+admin action reaches it wherever it runs. The event is handled by
+`RealtimeConsumer.rt_disconnect`: `disconnect` frame, then close with the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from .protocol import CloseCode
+
+DISCONNECT_EVENT = "rt.disconnect"
+
+
+def user_group(user_id: int | str) -> str:
+    """The channel layer group of every socket of one user."""
+    return f"rt.user.{user_id}"
+
+
+def disconnect_event(code: CloseCode, reason: str | None = None) -> dict:
+    """The channel layer event that makes a consumer disconnect with `code`."""
+    code = CloseCode(code)
+    return {"type": DISCONNECT_EVENT, "code": int(code), "reason": reason or code.reason}
+
+
+async def disconnect_user(user_id: int | str, code: CloseCode, reason: str | None = None) -> None:
+    """Disconnect every socket of a user, on every server process."""
+    await get_channel_layer().group_send(user_group(user_id), disconnect_event(code, reason))
+
+
+async def disconnect_channels(channel_names: Iterable[str], code: CloseCode, reason: str | None = None) -> int:
+    """Disconnect the consumers behind these channel names; returns how many were told."""
+    layer = get_channel_layer()
+    event = disconnect_event(code, reason)
+    count = 0
+    for name in channel_names:
+        await layer.send(name, dict(event))
+        count += 1
+    return count
+
+
+disconnect_user_sync = async_to_sync(disconnect_user)
+disconnect_channels_sync = async_to_sync(disconnect_channels)
