@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
-from rest_framework import serializers, status
+from django.db import transaction
+from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
@@ -15,6 +20,8 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from .errors import APIError
+from .models import revoke_credentials
+from .tokens import PreciseRefreshToken
 
 
 class _Unauthenticated:
@@ -24,12 +31,38 @@ class _Unauthenticated:
     permission_classes: list = []
 
 
+class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):
+    """simplejwt's, issuing access tokens stamped to the microsecond (`accounts.tokens.PreciseAccessToken`)."""
+
+    token_class = PreciseRefreshToken
+
+
+class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    """simplejwt's, issuing access tokens stamped to the microsecond; a deleted user's token is a 401."""
+
+    token_class = PreciseRefreshToken
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        """Rotate the refresh token; one of a deleted user is refused like an inactive user's."""
+        try:
+            return super().validate(attrs)
+        except get_user_model().DoesNotExist as exc:
+            # simplejwt 5.5.1 looks the user up with .get() and lets this escape as a 500.
+            raise exceptions.AuthenticationFailed(
+                self.error_messages["no_active_account"], "no_active_account"
+            ) from exc
+
+
 class TokenObtainView(_Unauthenticated, jwt_views.TokenObtainPairView):
     """`{username, password}` -> `{access, refresh}`."""
+
+    serializer_class = TokenObtainSerializer
 
 
 class TokenRefreshView(_Unauthenticated, jwt_views.TokenRefreshView):
     """`{refresh}` -> `{access, refresh}`; the old refresh token is blacklisted."""
+
+    serializer_class = TokenRefreshSerializer
 
 
 class TokenVerifyView(_Unauthenticated, jwt_views.TokenVerifyView):
@@ -52,10 +85,11 @@ class ForeignToken(APIError):
 
 
 class LogoutView(APIView):
-    """Blacklist a refresh token (or all of the user's) and end the user's sockets.
+    """Blacklist a refresh token (or all of the user's), revoke the user's access tokens, end their sockets.
 
-    The socket side listens to Django's `user_logged_out` signal, sent here,
-    so this app never imports the real-time engine.
+    Revoking sends `accounts.signals.credentials_revoked` (reason "logout") once the
+    transaction commits; the real-time engine listens and closes the user's sockets,
+    so this app never imports it. Django's `user_logged_out` is sent as well.
     """
 
     permission_classes = [IsAuthenticated]
@@ -69,9 +103,12 @@ class LogoutView(APIView):
             raise InvalidToken(str(exc)) from exc
         if str(token.get(jwt_settings.USER_ID_CLAIM)) != str(request.user.pk):
             raise ForeignToken()
-        token.blacklist()
-        if body.validated_data["all"]:
-            for outstanding in OutstandingToken.objects.filter(user=request.user):
-                BlacklistedToken.objects.get_or_create(token=outstanding)
+        # One transaction: the signal goes out only once every write has committed.
+        with transaction.atomic():
+            token.blacklist()
+            if body.validated_data["all"]:
+                for outstanding in OutstandingToken.objects.filter(user=request.user):
+                    BlacklistedToken.objects.get_or_create(token=outstanding)
+            revoke_credentials(request.user, "logout")
         user_logged_out.send(sender=type(request.user), request=request._request, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,4 +1,10 @@
-"""ASGI entry point: `daphne project.asgi:application` (and `runserver`)."""
+"""ASGI entry point: `daphne project.asgi:application` (and `runserver`).
+
+HTTP goes to Django; WebSockets to the real-time consumer at /ws/, behind the
+JWT middleware (which also decides whether the session cookie may be used: only
+from an allowed Origin). `NodeMiddleware` registers this server process for
+liveness on its first request.
+"""
 
 import os
 
@@ -9,6 +15,20 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Set up Django before anything imports models or simplejwt.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from accounts.middleware import JWTAuthMiddlewareStack  # noqa: E402
+from realtime import daphne_adapter  # noqa: E402
+from realtime.node import NodeMiddleware  # noqa: E402
+from realtime.routing import websocket_urlpatterns  # noqa: E402
+
+daphne_adapter.install()
+
+application = NodeMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        }
+    )
+)

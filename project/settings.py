@@ -5,6 +5,8 @@ production sets at least SECRET_KEY, DEBUG=0, ALLOWED_HOSTS, DATABASE_URL and
 REDIS_URL.
 """
 
+import os
+import tempfile
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -82,6 +84,16 @@ ASGI_APPLICATION = "project.asgi.application"
 
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (runserver, daphne workers, the test suite's servers) may
+    # share the file: wait for locks instead of failing, and let readers run
+    # beside the writer.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+    # The test database is a file, not memory, so the end-to-end tests' server
+    # processes can share it; one per test run, so runs side by side don't collide.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"realtime-test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: unset REDIS_URL is the embedded default (one process, in memory);
@@ -89,17 +101,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_PREFIX = env.str("REDIS_PREFIX", default="rt")
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [REDIS_URL],
-                "prefix": f"{REDIS_PREFIX}:asgi",
-                "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1000),
-                "expiry": 60,
-            },
-        }
-    }
+    from .layers import redis_channel_layer
+
+    CHANNEL_LAYERS = redis_channel_layer(
+        REDIS_URL, REDIS_PREFIX, capacity=env.int("CHANNEL_LAYER_CAPACITY", default=1000)
+    )
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -120,7 +126,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

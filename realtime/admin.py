@@ -1,9 +1,27 @@
-"""Admin pages of the real-time engine."""
+"""Admin pages of the real-time engine: rooms, socket sessions (with live controls), server processes."""
 
-from django.contrib import admin
-from django.db.models import Count
+from __future__ import annotations
 
-from .models import Room
+import logging
+from urllib.parse import urlencode
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from .control import disconnect_channels_sync
+from .models import Connection, Node, Room
+from .node import STALE_CODE, STALE_REASON, stale_cutoff
+from .protocol import CloseCode
+
+logger = logging.getLogger(__name__)
 
 
 @admin.register(Room)
@@ -21,3 +39,233 @@ class RoomAdmin(admin.ModelAdmin):
     @admin.display(description="members", ordering="member_total")
     def member_count(self, room: Room) -> int:
         return room.member_total
+
+
+def close_code_label(code: int) -> str:
+    """`4503` -> `"4503 forbidden"`; a code outside the protocol table keeps just its number."""
+    if code == STALE_CODE:
+        return f"{code} {STALE_REASON}"
+    try:
+        return f"{code} {CloseCode(code).reason}"
+    except ValueError:
+        return str(code)
+
+
+class OpenFilter(admin.SimpleListFilter):
+    """Open sessions (`closed_at` is null) or closed ones."""
+
+    title = "state"
+    parameter_name = "open"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "open"), ("no", "closed"))
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(closed_at__isnull=self.value() == "yes")
+        return queryset
+
+
+class CloseCodeFilter(admin.SimpleListFilter):
+    """The close codes present, labelled with their reasons."""
+
+    title = "close code"
+    parameter_name = "close_code"
+
+    def lookups(self, request, model_admin):
+        codes = Connection.objects.exclude(close_code=None).order_by().values_list("close_code", flat=True).distinct()
+        return [(str(code), close_code_label(code)) for code in sorted(codes)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(close_code=int(value)) if value.isdigit() else queryset.none()
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    """Socket sessions: records to inspect, never to edit; open ones can be told to close.
+
+    The "change" permission on Connection is what allows the live controls (disconnect,
+    force reconnect); the rows themselves stay read-only for everyone.
+    """
+
+    list_display = (
+        "session_id",
+        "user",
+        "node",
+        "remote_addr",
+        "auth_method",
+        "opened_at",
+        "last_seen",
+        "closed_at",
+        "close_code",
+        "close_reason",
+        "token_expires_at",
+        "refresh_count",
+        "is_open",
+    )
+    list_filter = (OpenFilter, ("user", admin.RelatedOnlyFieldListFilter), "node", CloseCodeFilter, "auth_method")
+    search_fields = ("user__username", "session_id", "remote_addr")
+    list_select_related = ("user",)
+    show_full_result_count = False  # the table holds SESSION_RETENTION worth of rows: spare a COUNT(*)
+    actions = ("disconnect", "force_reconnect")
+    fieldsets = (
+        (None, {"fields": ("session_id", "user", "node", "channel_name")}),
+        ("Client", {"fields": ("remote_addr", "user_agent", "auth_method")}),
+        (
+            "Lifetime",
+            {
+                "fields": (
+                    "opened_at",
+                    "authenticated_at",
+                    "last_seen",
+                    "closed_at",
+                    "close_code",
+                    "close_reason",
+                    "token_expires_at",
+                    "refresh_count",
+                )
+            },
+        ),
+    )
+
+    @admin.display(description="open", boolean=True, ordering="closed_at")
+    def is_open(self, connection: Connection) -> bool:
+        return connection.is_open
+
+    # -- permissions: a record, not a form
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Connection | None = None) -> bool:
+        # False makes the detail page read-only (view permission, or the change one, still shows it).
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Connection | None = None) -> bool:
+        return request.user.is_superuser
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        """Staff with the change permission on Connection may disconnect live sockets."""
+        codename = get_permission_codename("change", self.opts)
+        return request.user.is_active and request.user.is_staff and request.user.has_perm(f"realtime.{codename}")
+
+    # -- live controls: actions on the list, buttons on the detail page
+
+    @admin.action(description="Disconnect selected sockets (4503 forbidden: the client stops)", permissions=["control"])
+    def disconnect(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        self.tell(request, queryset, CloseCode.FORBIDDEN)
+
+    @admin.action(
+        description="Force selected sockets to reconnect (4011 force_reconnect: the client resumes)",
+        permissions=["control"],
+    )
+    def force_reconnect(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        self.tell(request, queryset, CloseCode.FORCE_RECONNECT)
+
+    def tell(self, request: HttpRequest, queryset: QuerySet[Connection], code: CloseCode) -> int:
+        """Send the `rt.disconnect` control event to the open rows' consumers; report; return how many."""
+        rows = list(queryset.order_by().values_list("channel_name", "closed_at"))
+        channels = [name for name, closed_at in rows if closed_at is None and name]
+        closed = sum(1 for _, closed_at in rows if closed_at is not None)
+        unreachable = len(rows) - closed - len(channels)
+        label = close_code_label(code)
+        try:
+            told = disconnect_channels_sync(channels, code) if channels else 0
+        except Exception as exc:  # the channel layer (Redis) is down: say so rather than a 500
+            logger.exception("admin %s: could not send %s to %d socket(s)", request.user, label, len(channels))
+            self.message_user(
+                request, f"Could not reach the channel layer ({type(exc).__name__}); nobody was told.", messages.ERROR
+            )
+            return 0
+        parts = [f"Told {told} open connection(s) to close with {label}."]
+        if closed:
+            parts.append(f"{closed} selected connection(s) were already closed.")
+        if unreachable:
+            parts.append(f"{unreachable} open connection(s) have no channel name and could not be told.")
+        self.message_user(request, " ".join(parts), messages.SUCCESS if told else messages.WARNING)
+        return told
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        controls = [
+            path(
+                "<path:object_id>/disconnect/",
+                self.admin_site.admin_view(require_POST(self.disconnect_view)),
+                name="{}_{}_disconnect".format(*info),
+            ),
+            path(
+                "<path:object_id>/force-reconnect/",
+                self.admin_site.admin_view(require_POST(self.force_reconnect_view)),
+                name="{}_{}_force_reconnect".format(*info),
+            ),
+        ]
+        # Before the default URLs: their `<path:object_id>/` catch-all would take these.
+        return controls + super().get_urls()
+
+    def disconnect_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: the detail page's "Disconnect" button (4503)."""
+        return self._control_view(request, object_id, CloseCode.FORBIDDEN)
+
+    def force_reconnect_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: the detail page's "Force reconnect" button (4011)."""
+        return self._control_view(request, object_id, CloseCode.FORCE_RECONNECT)
+
+    def _control_view(self, request: HttpRequest, object_id: str, code: CloseCode) -> HttpResponse:
+        if not self.has_control_permission(request):
+            raise PermissionDenied
+        connection = self.get_object(request, unquote(object_id))
+        if connection is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        self.tell(request, Connection.objects.filter(pk=connection.pk), code)
+        return HttpResponseRedirect(
+            reverse("admin:realtime_connection_change", args=[connection.pk], current_app=self.admin_site.name)
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_control": self.has_control_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    """Server processes and their liveness; rows come and go with the processes."""
+
+    list_display = ("name", "hostname", "pid", "started_at", "last_seen", "alive", "open_connections")
+    search_fields = ("name", "hostname")
+
+    def get_queryset(self, request):
+        # Connection.node is a plain name, not a foreign key: count through a subquery.
+        open_rows = (
+            Connection.objects.filter(node=OuterRef("name"), closed_at__isnull=True)
+            .order_by()
+            .values("node")
+            .annotate(total=Count("pk"))
+            .values("total")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(open_total=Coalesce(Subquery(open_rows, output_field=IntegerField()), 0))
+        )
+
+    @admin.display(description="alive", boolean=True, ordering="last_seen")
+    def alive(self, node: Node) -> bool:
+        return node.last_seen >= stale_cutoff()
+
+    @admin.display(description="open connections", ordering="open_total")
+    def open_connections(self, node: Node) -> str:
+        url = reverse("admin:realtime_connection_changelist", current_app=self.admin_site.name)
+        query = urlencode({"node": node.name, "open": "yes"})
+        return format_html('<a href="{}?{}">{}</a>', url, query, node.open_total)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Node | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Node | None = None) -> bool:
+        return request.user.is_superuser

@@ -11,6 +11,7 @@ class RealtimeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from . import receivers  # noqa: F401 - connects the signal receivers
         from .conf import realtime_settings
 
         realtime_settings.reload()

@@ -282,6 +282,8 @@ def parse(text: str) -> Request:
         frame = json.loads(text)
     except ValueError:
         raise _bad("Frame is not valid JSON.") from None
+    except RecursionError:  # a small frame of deeply nested arrays
+        raise _bad("Frame is nested too deeply.") from None
     if not isinstance(frame, dict):
         raise _bad("Frame must be a JSON object.")
     rid = _request_id(frame)
@@ -412,9 +414,7 @@ def presence(request_id: RequestId | None, channel: str, members: list[dict[str,
     return _reply("presence", request_id, channel=channel, members=members)
 
 
-def publication(
-    channel: str, epoch: str, offset: int, data: Any, user: int | None, ts: int
-) -> dict[str, Any]:
+def publication(channel: str, epoch: str, offset: int, data: Any, user: int | None, ts: int) -> dict[str, Any]:
     """A publication as stored in history and replayed in `subscribed` and `history`."""
     return {"channel": channel, "epoch": epoch, "offset": offset, "data": data, "user": user, "ts": ts}
 

@@ -9,7 +9,9 @@ import pytest
 import redis
 from django.test import override_settings
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts.tokens import PreciseRefreshToken
+from project.layers import redis_channel_layer
 
 PASSWORD = "correct-horse-battery"
 
@@ -31,7 +33,7 @@ def user(make_user):
 
 def make_tokens(user) -> tuple[str, str]:
     """A fresh (access, refresh) pair for `user`, as the token endpoint issues it."""
-    refresh = RefreshToken.for_user(user)
+    refresh = PreciseRefreshToken.for_user(user)
     return str(refresh.access_token), str(refresh)
 
 
@@ -62,13 +64,8 @@ def redis_prefix(redis_url):
 
 
 def redis_layer_settings(url: str, prefix: str) -> dict:
-    """CHANNEL_LAYERS for channels_redis on `url`, isolated under `prefix`."""
-    return {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [url], "prefix": f"{prefix}:asgi"},
-        }
-    }
+    """CHANNEL_LAYERS for channels_redis on `url`, isolated under `prefix` (as the settings make it)."""
+    return redis_channel_layer(url, prefix)
 
 
 @pytest.fixture

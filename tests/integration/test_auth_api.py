@@ -1,9 +1,15 @@
 """The HTTP token API: obtain, refresh with rotation, verify, logout."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.signals import user_logged_out
+from rest_framework.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from accounts.authentication import JWTAuthentication
+from accounts.models import revoke_credentials
+from accounts.tokens import PreciseAccessToken
 from tests.conftest import PASSWORD, make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -167,8 +173,76 @@ def test_logout_with_a_bad_body(api, user, body, status):
 
 def test_expired_access_token_is_401(api, user):
     token = AccessToken.for_user(user)
-    token.set_exp(lifetime=-__import__("datetime").timedelta(seconds=1))
+    token.set_exp(lifetime=-timedelta(seconds=1))
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     response = api.post(LOGOUT, {"refresh": "x"}, format="json")
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"
+
+
+# Revocation over HTTP: accounts.authentication.JWTAuthentication rejects what the socket rejects.
+
+
+def authenticated_post(api, access: str):
+    """A logout with an empty body: 400 once authenticated, 401 when the token is refused."""
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    return api.post(LOGOUT, {}, format="json")
+
+
+def test_the_api_authenticates_with_the_revocation_aware_class():
+    assert api_settings.DEFAULT_AUTHENTICATION_CLASSES[0] is JWTAuthentication
+
+
+@pytest.mark.parametrize("token_class", [AccessToken, PreciseAccessToken])
+def test_a_token_issued_before_a_revocation_is_401(api, user, token_class):
+    old = str(token_class.for_user(user))
+    assert authenticated_post(api, old).status_code == 400
+    revoke_credentials(user, "password_changed")
+    response = authenticated_post(api, old)
+    assert response.status_code == 401
+    assert response.json() == {"code": "unauthorized", "message": "The token was revoked."}
+
+
+def test_logout_revokes_the_users_access_tokens_and_logging_in_again_works(api, user):
+    old = obtain(api).json()["access"]
+    access, refresh = make_tokens(user)
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    assert api.post(LOGOUT, {"refresh": refresh}, format="json").status_code == 204
+    assert authenticated_post(api, old).status_code == 401
+    api.credentials()
+    fresh = obtain(api).json()  # most likely in the same second as the logout
+    assert authenticated_post(api, fresh["access"]).status_code == 400
+    api.credentials()
+    refreshed = api.post(REFRESH, {"refresh": fresh["refresh"]}, format="json").json()
+    assert authenticated_post(api, refreshed["access"]).status_code == 400
+
+
+def test_the_endpoints_stamp_access_tokens_to_the_microsecond(api, user):
+    first = obtain(api).json()
+    refreshed = api.post(REFRESH, {"refresh": first["refresh"]}, format="json").json()
+    for pair in (first, refreshed):
+        access = AccessToken(pair["access"])
+        assert access["iat_us"] // 1_000_000 == access["iat"]
+    assert "iat_us" not in RefreshToken(refreshed["refresh"])  # only access tokens need it
+    assert AccessToken(refreshed["access"])["iat_us"] > AccessToken(first["access"])["iat_us"]
+
+
+def test_a_token_of_an_inactive_user_is_401(api, make_user):
+    access = str(AccessToken.for_user(make_user("bob", is_active=False)))
+    response = authenticated_post(api, access)
+    assert response.status_code == 401
+    assert response.json()["message"] == "The token's user is inactive."
+
+
+def test_a_token_of_a_deleted_user_is_401(api, user):
+    access = str(AccessToken.for_user(user))
+    user.delete()
+    assert authenticated_post(api, access).status_code == 401
+
+
+def test_refreshing_a_token_of_a_deleted_user_is_401(api, user):
+    refresh = obtain(api).json()["refresh"]
+    user.delete()
+    response = api.post(REFRESH, {"refresh": refresh}, format="json")
     assert response.status_code == 401
     assert response.json()["code"] == "unauthorized"

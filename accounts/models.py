@@ -1,0 +1,86 @@
+"""Credential revocation, recorded in the database.
+
+JWT access tokens are stateless: blacklisting the refresh token at logout does not
+stop an access token already handed out, which could reconnect a socket until it
+expires. So each revocation (logout, deactivation, a password change) stores a
+time, and every access token issued before it is rejected, by the socket
+(`accounts.tokens`) and the HTTP API (`accounts.authentication`) alike.
+"""
+
+from __future__ import annotations
+
+import calendar
+import copy
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import models, transaction
+from django.utils import timezone
+
+from .signals import REASONS, credentials_revoked
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+
+class CredentialState(models.Model):
+    """When the user's credentials were last revoked (one row per user, made on first revocation)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="credential_state"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"credentials of user {self.user_id} revoked at {self.revoked_at}"
+
+    def revokes(self, issued_at: int | None, issued_at_us: int | None = None) -> bool:
+        """Whether a token with this `iat` (Unix seconds) and `iat_us` (microseconds, if any) is revoked."""
+        # `iat` has whole seconds: with a revocation at 12.5 s, a token issued at 12.3 s
+        # and one issued at 12.9 s both carry iat=12. So a token from an earlier second
+        # is revoked, one from a later second is not, and in the revocation's own second
+        # only a token stamped to the microsecond (`iat_us`, which the token endpoints
+        # add: accounts.tokens.PreciseAccessToken) can show it came after; one without
+        # the stamp is revoked. Thus a user who logs out and straight back in gets a
+        # working token, and no token issued before a revocation survives it. Token
+        # issuers and this check must share a clock (NTP) for that to hold.
+        if self.revoked_at is None:
+            return False
+        if issued_at is None:
+            return True  # no `iat`: nothing shows it came after the revocation
+        revoked_us = unix_microseconds(self.revoked_at)
+        revoked_second = revoked_us // 1_000_000
+        if issued_at != revoked_second:
+            return issued_at < revoked_second
+        return issued_at_us is None or issued_at_us <= revoked_us
+
+
+def unix_microseconds(moment: datetime) -> int:
+    """An aware datetime as whole microseconds since the Unix epoch (exact, unlike a float timestamp)."""
+    return calendar.timegm(moment.utctimetuple()) * 1_000_000 + moment.microsecond
+
+
+def revoke_credentials(user: AbstractBaseUser, reason: str) -> None:
+    """Reject every access token of `user` issued until now; announce it once the transaction commits."""
+    _check_reason(reason)
+    CredentialState.objects.update_or_create(user=user, defaults={"revoked_at": timezone.now()})
+    announce_revocation(user, reason)
+
+
+def announce_revocation(user: AbstractBaseUser, reason: str) -> None:
+    """Send `credentials_revoked` for `user` after the current transaction commits (at once without one)."""
+    _check_reason(reason)
+    # A copy, so a receiver still sees `user.pk` after a delete has cleared it on the original.
+    snapshot = copy.copy(user)
+    # send_robust: once the revocation is committed, a failing receiver (say, the
+    # channel layer is down) is logged by Django and must not turn it into an error.
+    send = partial(credentials_revoked.send_robust, sender=get_user_model(), user=snapshot, reason=reason)
+    transaction.on_commit(send)
+
+
+def _check_reason(reason: str) -> None:
+    if reason not in REASONS:
+        raise ValueError(f"Unknown revocation reason {reason!r}; expected one of {sorted(REASONS)}.")

@@ -1,0 +1,332 @@
+"""The WebSocket consumer: lifecycle, dispatch, send. Thin by design.
+
+Frames are parsed by `realtime.protocol`, handled by the functions in
+`realtime.handlers` (chosen from an explicit table), and every error goes
+through `handle_error`, the one exception-to-frame path. Timers (auth timeout,
+heartbeat, token expiry) live in one watchdog task per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+from channels.exceptions import StopConsumer
+
+from . import handlers, protocol, sessions
+from .conf import realtime_settings
+from .control import user_group
+from .exceptions import BadRequest, Disconnect, RateLimited, RealtimeError
+from .limits import ErrorWindow, TokenBucket
+from .node import node_name
+from .outbox import Outbox, Overflow
+from .protocol import CloseCode
+
+logger = logging.getLogger(__name__)
+
+# The consumers alive in this process, for a graceful shutdown.
+LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def say_going_away() -> int:
+    """Tell every socket of this process that the server is going away (1001); returns how many."""
+    consumers = [consumer for consumer in list(LIVE) if consumer.outbox is not None and not consumer.closing]
+    for consumer in consumers:
+        consumer._close_now(CloseCode.GOING_AWAY, None, drop_queued=False)
+    return len(consumers)
+
+
+class RealtimeConsumer(AsyncConsumer):
+    """One socket session of the protocol in docs/protocol.md."""
+
+    # Events this consumer accepts, from the server and from the channel layer.
+    # An explicit table: Channels' default getattr dispatch is not used.
+    EVENTS = {
+        "websocket.connect": "on_connect",
+        "websocket.receive": "on_receive",
+        "websocket.disconnect": "on_disconnect",
+        "rt.disconnect": "rt_disconnect",
+    }
+
+    def __init__(self) -> None:
+        self.settings = realtime_settings.values
+        self.session_id = sessions.new_session_id()
+        self.user = None
+        self.auth_method = ""
+        self.expires_at: int | None = None
+        self.closing = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.recorded = False
+        self.outbox: Outbox | None = None
+        self.watchdog: asyncio.Task | None = None
+        self.groups: list[str] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # The server is stopping (daphne cancels every application on SIGTERM):
+            # tell the client to come back, best effort, then let the task end.
+            await self._going_away()
+            raise
+        finally:
+            self._stop_tasks()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route an event by the explicit table. No `aclose_old_connections()` here:
+        only session writes touch the database, and they run in `database_sync_to_async`,
+        which closes old connections itself; the hot path makes no thread hop."""
+        name = self.EVENTS.get(message["type"])
+        if name is None:
+            raise ValueError(f"No handler for event type {message['type']!r}")
+        await getattr(self, name)(message)
+
+    async def on_connect(self, message: dict[str, Any]) -> None:
+        """Accept, start the timers, and authenticate from the handshake when it carried credentials."""
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        self.clock = loop.time
+        now = self.clock()
+        self.last_received = now
+        self.next_ping = now + settings["HEARTBEAT"]
+        self.auth_deadline = now + settings["AUTH_TIMEOUT"]
+        self.expiring_at: float | None = None
+        self.expiry_deadline: float | None = None
+        self.bucket = TokenBucket(settings["RATE"], settings["RATE_BURST"])
+        self.bad_frames = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
+        self.rate_errors = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
+        self.outbox = Outbox(self.base_send, settings["SEND_QUEUE_BYTES"])
+        LIVE.add(self)
+
+        # Close codes only work after accept: closing before it is an HTTP 403.
+        await self.base_send({"type": "websocket.accept"})
+        self.outbox.start()
+        self.watchdog = asyncio.ensure_future(self._watch())
+        await self._guard(None, self._authenticate_handshake)
+
+    async def _authenticate_handshake(self) -> None:
+        auth = self.scope.get("auth") or {}
+        user = self.scope.get("user")
+        await self._record_open(user if auth.get("method") and not auth.get("error") else None, auth)
+        if auth.get("error") == "expired":
+            raise Disconnect(CloseCode.TOKEN_EXPIRED)
+        if auth.get("error"):
+            raise Disconnect(CloseCode.UNAUTHORIZED)
+        if user is not None and getattr(user, "is_authenticated", False):
+            await self.start_session(None, user, auth.get("method") or "", auth.get("expires_at"), recorded=True)
+
+    async def _record_open(self, user, auth: dict[str, Any]) -> None:
+        client = self.scope.get("client") or (None, None)
+        headers = dict(self.scope.get("headers") or [])
+        self.recorded = True
+        await sessions.record_open(
+            session_id=self.session_id,
+            channel_name=self.channel_name,
+            node=node_name(),
+            remote_addr=client[0],
+            user_agent=headers.get(b"user-agent", b"").decode("latin1"),
+            user=user,
+            auth_method=(auth.get("method") or "") if user is not None else "",
+            expires_at=auth.get("expires_at") if user is not None else None,
+        )
+
+    async def on_receive(self, message: dict[str, Any]) -> None:
+        """One client frame: size, parse, rate, authentication, then its handler."""
+        self.last_received = self.clock()
+        if self.closing:
+            return
+        text = message.get("text")
+        await self._guard(text, self._handle_frame, text)
+
+    async def _handle_frame(self, text: str | None) -> None:
+        if text is None:
+            raise BadRequest("Binary frames are not supported; send JSON text frames.")
+        protocol.check_size(text, self.settings["MAX_FRAME_BYTES"])
+        request = protocol.parse(text)
+        if not self.bucket.take():
+            raise RateLimited(request_id=request.id)
+        await handlers.handle(self, request)
+
+    async def on_disconnect(self, message: dict[str, Any]) -> None:
+        """The socket is gone: leave groups, record the close, stop."""
+        self.closing = True
+        self._stop_tasks()
+        for group in self.groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.recorded:
+            code = self.close_code if self.close_code is not None else message.get("code")
+            reason = self.close_reason or "client_closed"
+            try:
+                await sessions.record_close(self.session_id, code, reason)
+            except Exception:  # the record is best effort; the cleanup closes it otherwise
+                logger.exception("could not record the close of %s", self.session_id)
+        raise StopConsumer()
+
+    async def rt_disconnect(self, event: dict[str, Any]) -> None:
+        """Channel layer: a revocation or an admin action for this socket."""
+        await self.close_with(CloseCode(event["code"]), event.get("reason"))
+
+    # ------------------------------------------------------------ session
+
+    async def start_session(
+        self, request_id, user, method: str, expires_at: int | None, *, recorded: bool = False
+    ) -> None:
+        """Mark the socket authenticated, join the user's group and send `welcome`."""
+        if not recorded:
+            await sessions.record_auth(self.session_id, user=user, auth_method=method, expires_at=expires_at)
+        self.user = user
+        self.auth_method = method
+        self.set_expiry(expires_at)
+        group = user_group(user.pk)
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups.append(group)
+        self.send_frame(
+            protocol.welcome(
+                request_id,
+                session=self.session_id,
+                user={"id": user.pk, "username": user.get_username()},
+                expires_at=expires_at,
+                heartbeat=self.settings["HEARTBEAT"],
+                resume_window=self.settings["RESUME_WINDOW"],
+                resumed=False,
+            )
+        )
+
+    def set_expiry(self, expires_at: int | None) -> None:
+        """Schedule `expiring` and the 4009 close for a token that ends at `expires_at`."""
+        self.expires_at = expires_at
+        if expires_at is None:
+            self.expiring_at = self.expiry_deadline = None
+        else:
+            deadline = self.clock() + (expires_at - time.time())
+            self.expiry_deadline = deadline
+            self.expiring_at = deadline - self.settings["REFRESH_LEAD"]
+        self._wake_watchdog()
+
+    # ------------------------------------------------------------ sending
+
+    def send_frame(self, frame: dict[str, Any]) -> None:
+        """Queue one frame for the client."""
+        self.send_text(protocol.encode(frame))
+
+    def send_text(self, text: str) -> None:
+        """Queue an already serialised frame; a client that lets the queue overflow is cut off (4013)."""
+        try:
+            self.outbox.put_text(text)
+        except Overflow:
+            self._close_now(CloseCode.SLOW, None, drop_queued=True)
+
+    async def close_with(self, code: CloseCode, reason: str | None = None) -> None:
+        """Send `disconnect` after what is queued, then close with `code`."""
+        self._close_now(code, reason, drop_queued=False)
+
+    def _close_now(self, code: CloseCode, reason: str | None, *, drop_queued: bool) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code = int(code)
+        self.close_reason = reason or code.reason
+        self.outbox.close(
+            [
+                {"type": "websocket.send", "text": protocol.encode(protocol.disconnect(code, reason))},
+                {"type": "websocket.close", "code": int(code)},
+            ],
+            drop_queued=drop_queued,
+        )
+
+    async def _going_away(self) -> None:
+        if self.outbox is None or self.closing:
+            return
+        self.closing = True
+        self.close_code, self.close_reason = int(CloseCode.GOING_AWAY), CloseCode.GOING_AWAY.reason
+        self.outbox.stop()
+        try:
+            await self.base_send(
+                {"type": "websocket.send", "text": protocol.encode(protocol.disconnect(CloseCode.GOING_AWAY))}
+            )
+            await self.base_send({"type": "websocket.close", "code": int(CloseCode.GOING_AWAY)})
+        except Exception:  # the transport may already be gone
+            logger.debug("could not say goodbye to %s", self.session_id)
+
+    # ------------------------------------------------------------ errors
+
+    async def _guard(self, text: str | None, step, *args) -> None:
+        """Run `step`; turn what it raises into frames (the one error path)."""
+        try:
+            await step(*args)
+        except Exception as exc:
+            await self.handle_error(exc, text)
+
+    async def handle_error(self, exc: Exception, text: str | None = None) -> None:
+        """A known error becomes an `error` frame; a `Disconnect` closes; anything else is 1011."""
+        if isinstance(exc, RealtimeError):
+            self.send_frame(protocol.error(exc.code, exc.message, exc.request_id))
+            if isinstance(exc, RateLimited):
+                if self.rate_errors.add():
+                    await self.close_with(CloseCode.RATE_LIMITED)
+            elif isinstance(exc, BadRequest) and self.bad_frames.add():
+                await self.close_with(CloseCode.BAD_REQUEST)
+        elif isinstance(exc, Disconnect):
+            await self.close_with(exc.code, exc.reason)
+        else:
+            ref = uuid.uuid4().hex[:12]
+            logger.error("Unhandled error on %s (ref %s), frame %.200r", self.session_id, ref, text, exc_info=exc)
+            self.send_frame(protocol.error(protocol.ErrorCode.INTERNAL, f"Internal server error (ref {ref})."))
+            await self.close_with(CloseCode.INTERNAL_ERROR)
+
+    # ------------------------------------------------------------ timers
+
+    def _wake_watchdog(self) -> None:
+        event = getattr(self, "_watch_wakeup", None)
+        if event is not None:
+            event.set()
+
+    async def _watch(self) -> None:
+        """Auth timeout, heartbeat pings, silence timeout, token expiry: one task, one sleep at a time."""
+        self._watch_wakeup = asyncio.Event()
+        settings = self.settings
+        silence = settings["HEARTBEAT"] + settings["HEARTBEAT_TIMEOUT"]
+        while not self.closing:
+            now = self.clock()
+            try:
+                if self.user is None and now >= self.auth_deadline:
+                    raise Disconnect(CloseCode.UNAUTHORIZED, "auth_timeout")
+                if now - self.last_received >= silence:
+                    raise Disconnect(CloseCode.HEARTBEAT_TIMEOUT)
+                if self.expiry_deadline is not None and now >= self.expiry_deadline:
+                    raise Disconnect(CloseCode.TOKEN_EXPIRED)
+            except Disconnect as exc:
+                await self.close_with(exc.code, exc.reason)
+                return
+            if self.expiring_at is not None and now >= self.expiring_at:
+                self.expiring_at = None
+                self.send_frame(protocol.expiring(self.expires_at))
+            if now >= self.next_ping:
+                self.next_ping = now + settings["HEARTBEAT"]
+                self.send_frame(protocol.ping())
+            deadlines = [self.next_ping, self.last_received + silence]
+            if self.user is None:
+                deadlines.append(self.auth_deadline)
+            if self.expiring_at is not None:
+                deadlines.append(self.expiring_at)
+            if self.expiry_deadline is not None:
+                deadlines.append(self.expiry_deadline)
+            self._watch_wakeup.clear()
+            try:
+                await asyncio.wait_for(self._watch_wakeup.wait(), max(0.0, min(deadlines) - self.clock()))
+            except TimeoutError:
+                pass
+
+    def _stop_tasks(self) -> None:
+        if self.watchdog is not None and not self.watchdog.done():
+            self.watchdog.cancel()
+        if self.outbox is not None:
+            self.outbox.stop()

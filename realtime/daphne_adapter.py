@@ -1,0 +1,139 @@
+"""What daphne needs to serve this protocol; `install()` patches `daphne.server.Server`.
+
+1. Close codes 1001 and 1011. autobahn (daphne's WebSocket layer) refuses any
+   application close code but 1000 and 3000-4999, while PROTOCOL section 7 uses
+   1001 (going away) and 1011 (internal error): those close frames are sent with
+   autobahn's lower-level `sendCloseFrame`.
+2. Shutdown. The accepted sockets are tracked so that a shutdown can wait for
+   their close handshakes (`wait_closed`).
+3. Backpressure: `await send(...)` of a WebSocket frame waits while the socket's
+   write buffer is full.
+
+ASGI has no flow control, and daphne's `send` returns at once: a client that
+does not read would make Twisted buffer without bound. With this in place the
+consumer's writer task (`realtime.outbox`) waits instead, the consumer's own
+bounded queue fills, and a slow client is cut off with 4013 (PROTOCOL section 8).
+
+How: Twisted pauses a transport's registered streaming producer when its buffer
+goes over `bufferSize` (64 KiB) and resumes it once drained. We put a small
+producer in front of whatever daphne registered (its HTTP channel), forward both
+calls to it, and wake the waiting writers on resume or when the connection is lost.
+Other ASGI servers (uvicorn) apply backpressure in `send` themselves; this module
+does nothing for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class DrainWatcher:
+    """An IPushProducer in front of the transport's own producer that wakes writers on drain."""
+
+    def __init__(self, inner: Any = None) -> None:
+        self.inner = inner
+        self.waiters: list[asyncio.Future] = []
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's interface
+        if self.inner is not None:
+            self.inner.pauseProducing()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        if self.inner is not None:
+            self.inner.resumeProducing()
+        self._wake()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        if self.inner is not None:
+            self.inner.stopProducing()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def watch(transport: Any) -> DrainWatcher:
+    """The transport's DrainWatcher, put in place on first use."""
+    producer = getattr(transport, "producer", None)
+    if isinstance(producer, DrainWatcher):
+        return producer
+    watcher = DrainWatcher(producer)
+    if producer is None:
+        transport.registerProducer(watcher, True)
+    else:
+        # keep daphne's producer registered (streaming) but behind ours
+        transport.producer = watcher
+    return watcher
+
+
+async def wait_writable(protocol: Any) -> None:
+    """Wait while the protocol's transport has more buffered than it wants."""
+    transport = getattr(protocol, "transport", None)
+    if transport is None:
+        return
+    watcher = watch(transport)
+    while getattr(transport, "producerPaused", False) and not getattr(transport, "disconnected", True):
+        waiter = asyncio.get_running_loop().create_future()
+        watcher.waiters.append(waiter)
+        await waiter
+
+
+# The WebSocket protocols this process accepted, so a shutdown can wait for their close.
+_accepted: weakref.WeakSet = weakref.WeakSet()
+
+
+def _is_closed(protocol: Any) -> bool:
+    transport = getattr(protocol, "transport", None)
+    return transport is None or bool(getattr(transport, "disconnected", True))
+
+
+async def wait_closed(timeout: float) -> int:
+    """Wait (at most `timeout` s) until every accepted socket of this process has closed.
+
+    At shutdown the consumers send `disconnect` 1001 and a close frame; Twisted drops
+    every connection right after the "before shutdown" phase, so the phase waits here
+    for the clients to complete the close handshake. Returns how many were still open.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        open_ = [protocol for protocol in list(_accepted) if not _is_closed(protocol)]
+        if not open_ or loop.time() >= deadline:
+            return len(open_)
+        await asyncio.sleep(0.05)
+
+
+def install() -> bool:
+    """Patch daphne's `Server.handle_reply` once; False when daphne is not installed."""
+    try:
+        from daphne.server import Server
+    except ImportError:  # pragma: no cover - daphne is a dependency
+        return False
+    if getattr(Server.handle_reply, "backpressure", False):
+        return True
+    original = Server.handle_reply
+
+    async def handle_reply(self, protocol, message):
+        kind = message.get("type")
+        code = message.get("code")
+        if kind == "websocket.close" and code is not None and code != 1000 and not 3000 <= code <= 4999:
+            if protocol.state == protocol.STATE_OPEN:
+                protocol.sendCloseFrame(code=code, isReply=False)
+            return
+        await original(self, protocol, message)
+        if kind == "websocket.send":
+            await wait_writable(protocol)
+        elif kind == "websocket.accept":
+            _accepted.add(protocol)
+
+    handle_reply.backpressure = True
+    Server.handle_reply = handle_reply
+    return True

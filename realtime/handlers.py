@@ -1,0 +1,84 @@
+"""What each client request does. One function per request type, chosen from `HANDLERS`.
+
+A handler gets the consumer and the typed request; it replies through
+`consumer.send_frame` and raises `RealtimeError` / `Disconnect` for the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from accounts.tokens import CredentialsError, ExpiredCredentials, authenticate_token
+
+from . import protocol, sessions
+from .exceptions import BadRequest, Disconnect, Forbidden, Unauthorized
+from .protocol import CloseCode
+
+if TYPE_CHECKING:
+    from .consumers import RealtimeConsumer
+
+Handler = Callable[["RealtimeConsumer", Any], Awaitable[None]]
+
+# Requests an unauthenticated socket may send; everything else is `unauthorized`.
+OPEN_REQUESTS = (protocol.Auth, protocol.Ping, protocol.Pong)
+
+
+async def handle(consumer: RealtimeConsumer, request: protocol.Request) -> None:
+    """Run the handler of `request`, after the authentication gate."""
+    if consumer.user is None and not isinstance(request, OPEN_REQUESTS):
+        raise Unauthorized("Authenticate first: send an `auth` frame.", request_id=request.id)
+    await HANDLERS[type(request)](consumer, request)
+
+
+async def handle_auth(consumer: RealtimeConsumer, request: protocol.Auth) -> None:
+    """`auth`: authenticate the socket; a bad token ends it (4501, or 4009 when expired)."""
+    if consumer.user is not None:
+        raise BadRequest("Already authenticated; use `refresh` to replace the token.", request_id=request.id)
+    try:
+        result = await authenticate_token(request.token)
+    except CredentialsError as exc:
+        consumer.send_frame(protocol.error(protocol.ErrorCode.UNAUTHORIZED, str(exc), request.id))
+        expired = isinstance(exc, ExpiredCredentials)
+        raise Disconnect(CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED) from exc
+    await consumer.start_session(request.id, result.user, "frame", result.expires_at)
+
+
+async def handle_refresh(consumer: RealtimeConsumer, request: protocol.Refresh) -> None:
+    """`refresh`: a fresh token of the same user moves the expiry; anything else changes nothing."""
+    try:
+        result = await authenticate_token(request.token)
+    except CredentialsError as exc:
+        raise Unauthorized(str(exc), request_id=request.id) from exc
+    if result.user.pk != consumer.user.pk:
+        raise Forbidden(request_id=request.id)
+    await sessions.record_refresh(consumer.session_id, result.expires_at)
+    consumer.set_expiry(result.expires_at)
+    consumer.send_frame(protocol.refreshed(request.id, result.expires_at))
+
+
+async def handle_ping(consumer: RealtimeConsumer, request: protocol.Ping) -> None:
+    """`ping` from the client: answer `pong` with its id."""
+    consumer.send_frame(protocol.pong(request.id))
+
+
+async def handle_pong(consumer: RealtimeConsumer, request: protocol.Pong) -> None:
+    """`pong`: the receipt itself proved the client alive."""
+
+
+async def handle_channel_request(consumer: RealtimeConsumer, request: Any) -> None:
+    """Channel requests arrive with the channels feature (issue 4)."""
+    raise BadRequest(f"`{type(request).__name__.lower()}` is not available yet.", request_id=request.id)
+
+
+HANDLERS: dict[type, Handler] = {
+    protocol.Auth: handle_auth,
+    protocol.Refresh: handle_refresh,
+    protocol.Ping: handle_ping,
+    protocol.Pong: handle_pong,
+    protocol.Subscribe: handle_channel_request,
+    protocol.Unsubscribe: handle_channel_request,
+    protocol.Publish: handle_channel_request,
+    protocol.History: handle_channel_request,
+    protocol.Presence: handle_channel_request,
+}

@@ -1,0 +1,348 @@
+"""Liveness of server processes ("nodes") and cleanup of the session rows they leave behind.
+
+Every server process registers one `Node` row named `host:pid` on its first HTTP
+request or WebSocket connect (`NodeMiddleware` -> `ensure_started`) and runs one
+background task that, every NODE_HEARTBEAT seconds, sets `last_seen` on its `Node`
+row and on its open `Connection` rows (one UPDATE each, so a socket's `last_seen`
+stays fresh without a write per message), and every CLEANUP_INTERVAL seconds runs
+`cleanup()`.
+
+Timing guarantee: a process killed at time K (kill -9, OOM, power loss) beat last
+at some time <= K, so its rows count as stale after K + 3 * NODE_HEARTBEAT; the next
+cleanup of any live process closes them (code 1006, reason "stale"), i.e. by
+K + 3 * NODE_HEARTBEAT + CLEANUP_INTERVAL (20 s with the defaults 5 s and 5 s), as
+long as one process is alive or `manage.py cleanup_sessions` runs. A graceful stop
+under daphne closes its own rows at once with 1001 "shutdown" (`install_shutdown_hook`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from .conf import realtime_settings
+from .models import Connection, Node
+from .protocol import CloseCode
+
+logger = logging.getLogger(__name__)
+
+STALE_BEATS = 3  # missed beats after which a node is dead: tolerates one slow beat or a short DB hiccup
+STALE_CODE = 1006  # WebSocket "abnormal closure": the socket ended without a close we saw
+STALE_REASON = "stale"
+SHUTDOWN_CODE = CloseCode.GOING_AWAY
+SHUTDOWN_TIMEOUT = 10.0  # seconds the reactor waits for `shutdown()` before it stops anyway
+_WAKE_SLACK = 0.005  # asyncio may wake a timer up to one clock tick early; don't loop for that
+
+_process_started = timezone.now()  # rows of our name opened before this are a previous process's
+_hook_pid: int | None = None
+
+
+@dataclass(eq=False)
+class _Runner:
+    """This process's registration on one event loop."""
+
+    loop: asyncio.AbstractEventLoop
+    name: str
+    ready: bool = False  # registered and beating (or shut down): the fast path of ensure_started
+    starting: asyncio.Task | None = None
+    task: asyncio.Task | None = None
+
+
+_runner: _Runner | None = None
+
+
+def _forget_after_fork() -> None:
+    # A forked child is another process: its own name, start time and task.
+    global _runner, _process_started
+    _runner = None
+    _process_started = timezone.now()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def node_name() -> str:
+    """This process's node name, `"<hostname>:<pid>"`, computed at call time (a fork gets its own)."""
+    # Node.hostname holds 150 characters; the name must stay parseable by rpartition(":").
+    return f"{socket.gethostname()[:150]}:{os.getpid()}"
+
+
+def stale_cutoff(now: datetime | None = None) -> datetime:
+    """The time before which a `last_seen` means dead: 3 * NODE_HEARTBEAT before `now`."""
+    now = now or timezone.now()
+    return now - timedelta(seconds=STALE_BEATS * realtime_settings.NODE_HEARTBEAT)
+
+
+# ---------------------------------------------------------------- cleanup (sync)
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    """What one `cleanup()` did, in rows."""
+
+    dead_nodes: int = 0  # Node rows deleted because their beat stopped
+    stale_closed: int = 0  # open Connection rows of those nodes, closed 1006 "stale"
+    orphans_closed: int = 0  # open rows of a node that never registered, closed the same way
+    purged: int = 0  # closed rows deleted after SESSION_RETENTION
+
+    @property
+    def closed(self) -> int:
+        """All connection rows closed as stale."""
+        return self.stale_closed + self.orphans_closed
+
+
+def cleanup(now: datetime | None = None, *, retention: float | None = None) -> CleanupResult:
+    """Close the open rows of dead nodes, delete those nodes, purge old closed rows.
+
+    Never touches this process's own node. `retention` (seconds) overrides SESSION_RETENTION.
+    """
+    now = now or timezone.now()
+    cutoff = stale_cutoff(now)
+    if retention is None:
+        retention = realtime_settings.SESSION_RETENTION
+    if retention < 0:
+        raise ValueError(f"retention must be >= 0 seconds, got {retention!r}")
+    own = node_name()
+    stale = {"closed_at": now, "close_code": STALE_CODE, "close_reason": STALE_REASON}
+    with transaction.atomic():
+        dead = Node.objects.filter(last_seen__lt=cutoff).exclude(name=own)
+        # Close before deleting: should we die in between, step (b) still finds these rows.
+        stale_closed = Connection.objects.filter(node__in=dead.values("name"), closed_at__isnull=True).update(**stale)
+        dead_nodes = dead.delete()[1].get(Node._meta.label, 0)
+        # (b) A process that died before it registered (or after its row was deleted).
+        orphans_closed = (
+            Connection.objects.filter(closed_at__isnull=True, last_seen__lt=cutoff)
+            .exclude(node=own)
+            .exclude(node__in=Node.objects.values("name"))
+            .update(**stale)
+        )
+        purged = (
+            Connection.objects.filter(closed_at__lt=now - timedelta(seconds=retention))
+            .delete()[1]
+            .get(Connection._meta.label, 0)
+        )
+    result = CleanupResult(dead_nodes, stale_closed, orphans_closed, purged)
+    if dead_nodes or result.closed or purged:
+        logger.info("realtime cleanup: %s", result)
+    return result
+
+
+def _register(name: str) -> None:
+    """Create or refresh this process's Node row; close what a previous process of the same name left."""
+    now = timezone.now()
+    hostname, _, pid = name.rpartition(":")
+    with transaction.atomic():
+        _, created = Node.objects.update_or_create(
+            name=name, defaults={"hostname": hostname, "pid": int(pid), "last_seen": now, "started_at": now}
+        )
+        # A restarted container often gets the same hostname and pid: rows opened before this
+        # process started are not ours, and our beat would otherwise keep them open for ever.
+        left = Connection.objects.filter(node=name, closed_at__isnull=True, opened_at__lt=_process_started).update(
+            closed_at=now, close_code=STALE_CODE, close_reason=STALE_REASON
+        )
+    if left:
+        logger.warning("realtime node %s: closed %d row(s) left open by a previous process of this name", name, left)
+    logger.info("realtime node %s registered (%s)", name, "new" if created else "row reused")
+
+
+def _beat(name: str) -> None:
+    """One liveness beat: refresh `last_seen` of the Node row and of its open Connection rows."""
+    now = timezone.now()
+    if not Node.objects.filter(name=name).update(last_seen=now):
+        # Another process's cleanup took us for dead (a long stall or DB outage): come back.
+        logger.warning("realtime node %s: row missing (removed as stale?); registering again", name)
+        _register(name)
+    Connection.objects.filter(node=name, closed_at__isnull=True).update(last_seen=now)
+
+
+def _retire(name: str, reason: str) -> int:
+    """Close this node's open rows with 1001 and delete its Node row; returns rows closed."""
+    now = timezone.now()
+    with transaction.atomic():
+        closed = Connection.objects.filter(node=name, closed_at__isnull=True).update(
+            closed_at=now, last_seen=now, close_code=int(SHUTDOWN_CODE), close_reason=reason[:64]
+        )
+        Node.objects.filter(name=name).delete()
+    return closed
+
+
+# ---------------------------------------------------------------- the background task
+
+
+async def _guarded(what: str, func: Any, *args: Any, failing: set[str]) -> None:
+    """Run one ORM step in a thread; log a failure (traceback once per streak) and carry on."""
+    try:
+        await database_sync_to_async(func)(*args)
+    except Exception:
+        if what in failing:
+            logger.warning("realtime node: %s failed again; retrying next period", what)
+        else:
+            failing.add(what)
+            logger.exception("realtime node: %s failed; retrying next period", what)
+    else:
+        if what in failing:
+            failing.discard(what)
+            logger.info("realtime node: %s works again", what)
+
+
+def _next(deadline: float, period: float, now: float) -> float:
+    # Keep a steady cadence, but after a slow step start afresh rather than catch up in a burst.
+    deadline += period
+    return deadline if deadline > now else now + period
+
+
+async def _run(name: str) -> None:
+    """Beat every NODE_HEARTBEAT seconds and clean up every CLEANUP_INTERVAL seconds, until cancelled."""
+    loop = asyncio.get_running_loop()
+    failing: set[str] = set()
+    next_beat = loop.time() + realtime_settings.NODE_HEARTBEAT
+    next_cleanup = loop.time() + realtime_settings.CLEANUP_INTERVAL
+    while True:
+        # Both periods are >= 0.1 s (conf minimums) and deadlines always move forward: no spin.
+        await asyncio.sleep(max(0.0, min(next_beat, next_cleanup) - loop.time()))
+        now = loop.time() + _WAKE_SLACK
+        if now >= next_beat:
+            await _guarded("beat", _beat, name, failing=failing)
+            next_beat = _next(next_beat, realtime_settings.NODE_HEARTBEAT, loop.time())
+        if now >= next_cleanup:
+            await _guarded("cleanup", cleanup, failing=failing)
+            next_cleanup = _next(next_cleanup, realtime_settings.CLEANUP_INTERVAL, loop.time())
+
+
+async def _start(runner: _Runner) -> None:
+    # A database down at start-up must not fail the request: the beat registers again later.
+    await _guarded("register", _register, runner.name, failing=set())
+    runner.task = runner.loop.create_task(_run(runner.name), name=f"realtime-node {runner.name}")
+    install_shutdown_hook()
+    runner.ready = True
+
+
+def _cancel_elsewhere(loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> None:
+    # A task belongs to its loop: cancel it from there. A closed loop has no running task left.
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        loop.call_soon_threadsafe(task.cancel)
+
+
+async def ensure_started() -> None:
+    """Register this process as a node and start its beat task, once per process and event loop.
+
+    After the first call this is a check of one flag. Database errors are logged, not raised.
+    """
+    global _runner
+    loop = asyncio.get_running_loop()
+    runner = _runner
+    if runner is not None and runner.loop is loop:
+        if runner.ready:
+            return
+    else:
+        if runner is not None and runner.task is not None:
+            # Started on another loop that may still run: one beat task per process is enough.
+            _cancel_elsewhere(runner.loop, runner.task)
+        runner = _runner = _Runner(loop=loop, name=node_name())
+        runner.starting = loop.create_task(_start(runner))
+    # Concurrent first callers all wait for the one registration; shield: a cancelled caller
+    # (a client that went away) must not cancel it for the others.
+    await asyncio.shield(runner.starting)
+
+
+async def stop() -> None:
+    """Stop this process's background task without touching the database; `ensure_started` starts anew."""
+    global _runner
+    runner, _runner = _runner, None
+    if runner is None:
+        return
+    tasks = [task for task in (runner.starting, runner.task) if task is not None and not task.done()]
+    if runner.loop is not asyncio.get_running_loop():
+        for task in tasks:
+            _cancel_elsewhere(runner.loop, task)
+        return
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def shutdown(reason: str = "shutdown") -> int:
+    """Retire this process: stop the beat, close its open rows (1001, `reason`), delete its Node row.
+
+    Returns the number of rows closed. Later `ensure_started` calls on this loop do nothing.
+    """
+    global _runner
+    await stop()
+    name = node_name()
+    # Mark this loop as done, so a request that arrives during shutdown does not register again.
+    _runner = _Runner(loop=asyncio.get_running_loop(), name=name, ready=True)
+    closed = await database_sync_to_async(_retire)(name, reason)
+    logger.info("realtime node %s shut down: closed %d session row(s) with %d", name, closed, SHUTDOWN_CODE)
+    return closed
+
+
+# ---------------------------------------------------------------- server integration
+
+
+async def _shutdown_quietly() -> None:
+    # Runs while the reactor stops: a failure must be logged, and must not hold the stop for ever.
+    try:
+        # The consumers were just cancelled and are saying goodbye (1001): let the
+        # clients complete the close before Twisted drops every connection.
+        # (daphne cancels its applications too, but its kill_all_applications can stop
+        # at a KeyError on a kept-alive HTTP connection, so we do not rely on it.)
+        from .consumers import say_going_away
+        from .daphne_adapter import wait_closed
+
+        if say_going_away():
+            await wait_closed(SHUTDOWN_TIMEOUT / 2)
+        await asyncio.wait_for(shutdown(), SHUTDOWN_TIMEOUT)
+    except Exception:
+        logger.exception("realtime node %s: shutdown failed; the cleanup will close its rows", node_name())
+
+
+def _before_reactor_shutdown() -> Any:
+    """Twisted "before shutdown" trigger: a Deferred that fires when `shutdown()` has run."""
+    from twisted.internet import defer
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # a reactor not driven by asyncio: daphne never runs one
+        logger.warning("realtime node %s: no asyncio loop at reactor shutdown; rows left to the cleanup", node_name())
+        return None
+    return defer.Deferred.fromFuture(loop.create_task(_shutdown_quietly()))
+
+
+def install_shutdown_hook() -> bool:
+    """Under Twisted (daphne, daphne's runserver) run `shutdown()` before the reactor stops; once per process.
+
+    Returns whether a hook is installed. Other servers (uvicorn, ...) get none: their rows are
+    closed by a live process's cleanup, exactly as after a crash.
+    """
+    global _hook_pid
+    if _hook_pid == os.getpid():
+        return True
+    # Only look at a reactor someone already installed: importing it here would install the default one.
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None:
+        return False
+    reactor.addSystemEventTrigger("before", "shutdown", _before_reactor_shutdown)
+    _hook_pid = os.getpid()
+    return True
+
+
+class NodeMiddleware:
+    """ASGI middleware: registers this process as a node on its first HTTP request or WebSocket connect."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
+        await ensure_started()
+        return await self.app(scope, receive, send)

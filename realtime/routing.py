@@ -1,0 +1,9 @@
+"""WebSocket URL routing: the one endpoint `/ws/`."""
+
+from django.urls import path
+
+from .consumers import RealtimeConsumer
+
+websocket_urlpatterns = [
+    path("ws/", RealtimeConsumer.as_asgi()),
+]

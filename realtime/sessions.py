@@ -1,0 +1,110 @@
+"""The `Connection` rows: written at connect, authentication, refresh and close only.
+
+Every function here is one short transaction run off the event loop
+(`database_sync_to_async`); none is called per message.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from .conf import realtime_settings
+from .exceptions import Disconnect
+from .models import Connection
+from .protocol import CloseCode
+
+
+def new_session_id() -> str:
+    """An unguessable session id (it is the key to resuming a session)."""
+    return "s_" + secrets.token_hex(16)
+
+
+def _as_datetime(unix: int | None) -> datetime | None:
+    return None if unix is None else datetime.fromtimestamp(unix, tz=UTC)
+
+
+def _enforce_connection_limit(row: Connection) -> None:
+    """Close `row` with 4529 when its user already has MAX_CONNECTIONS_PER_USER open sockets.
+
+    Counting only the rows opened before this one (lower pk) makes simultaneous
+    connects agree on who is over the limit, without a lock.
+    """
+    limit = realtime_settings.MAX_CONNECTIONS_PER_USER
+    earlier = Connection.objects.filter(user_id=row.user_id, closed_at__isnull=True, pk__lt=row.pk).count()
+    if earlier >= limit:
+        code = CloseCode.TOO_MANY_CONNECTIONS
+        Connection.objects.filter(pk=row.pk).update(
+            closed_at=timezone.now(), close_code=int(code), close_reason=code.reason
+        )
+        raise Disconnect(code)
+
+
+@database_sync_to_async
+def record_open(
+    *,
+    session_id: str,
+    channel_name: str,
+    node: str,
+    remote_addr: str | None,
+    user_agent: str,
+    user=None,
+    auth_method: str = "",
+    expires_at: int | None = None,
+) -> None:
+    """Record a new socket; with a user, enforce the per-user connection limit (`Disconnect` 4529)."""
+    now = timezone.now()
+    with transaction.atomic():
+        row = Connection.objects.create(
+            session_id=session_id,
+            channel_name=channel_name,
+            node=node,
+            remote_addr=remote_addr,
+            user_agent=user_agent[:512],
+            user=user,
+            auth_method=auth_method,
+            opened_at=now,
+            last_seen=now,
+            authenticated_at=now if user is not None else None,
+            token_expires_at=_as_datetime(expires_at),
+        )
+    if user is not None:
+        _enforce_connection_limit(row)
+
+
+@database_sync_to_async
+def record_auth(session_id: str, *, user, auth_method: str, expires_at: int | None) -> None:
+    """Record a first-frame authentication; enforce the connection limit (`Disconnect` 4529)."""
+    now = timezone.now()
+    Connection.objects.filter(session_id=session_id).update(
+        user=user,
+        auth_method=auth_method,
+        authenticated_at=now,
+        last_seen=now,
+        token_expires_at=_as_datetime(expires_at),
+    )
+    row = Connection.objects.only("pk", "user_id").get(session_id=session_id)
+    _enforce_connection_limit(row)
+
+
+@database_sync_to_async
+def record_refresh(session_id: str, expires_at: int | None) -> None:
+    """Record an in-band token refresh."""
+    from django.db.models import F
+
+    Connection.objects.filter(session_id=session_id).update(
+        token_expires_at=_as_datetime(expires_at), refresh_count=F("refresh_count") + 1, last_seen=timezone.now()
+    )
+
+
+@database_sync_to_async
+def record_close(session_id: str, code: int | None, reason: str) -> None:
+    """Record the end of a socket (unless a cleanup or the limit already closed it)."""
+    now = timezone.now()
+    Connection.objects.filter(session_id=session_id, closed_at__isnull=True).update(
+        closed_at=now, last_seen=now, close_code=code, close_reason=reason[:64]
+    )

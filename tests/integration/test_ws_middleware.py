@@ -1,0 +1,308 @@
+"""accounts.middleware as an ASGI app around a recorder, and the token pipeline it runs
+(accounts.tokens) against the real database: no mocks."""
+
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.test import Client, override_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.middleware import JWTAuthMiddleware, JWTAuthMiddlewareStack
+from accounts.models import CredentialState, revoke_credentials
+from accounts.tokens import (
+    Authenticated,
+    ExpiredCredentials,
+    InvalidCredentials,
+    PreciseAccessToken,
+    authenticate_token,
+    user_for_token,
+    validate_access_token,
+)
+from tests.conftest import PASSWORD
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+ANONYMOUS = {"method": None, "expires_at": None, "error": None}
+ALLOWED_ORIGIN = (b"origin", b"http://localhost:8000")
+
+
+class Recorder:
+    """The inner application: records the scope it is called with."""
+
+    def __init__(self) -> None:
+        self.scopes: list[dict] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.scopes.append(scope)
+
+
+async def never_receive():
+    raise AssertionError("the middleware must not read from the socket")
+
+
+async def never_send(message):
+    raise AssertionError("the middleware must not write to the socket")
+
+
+async def handshake(*headers: tuple[bytes, bytes], query: str = "") -> dict:
+    """Run the middleware stack on a WebSocket handshake; the scope the inner app got."""
+    inner = Recorder()
+    scope = {"type": "websocket", "path": "/ws/", "headers": list(headers), "query_string": query.encode()}
+    await JWTAuthMiddlewareStack(inner)(scope, never_receive, never_send)
+    assert len(inner.scopes) == 1
+    assert "user" not in scope and "auth" not in scope, "the caller's scope must not change"
+    return inner.scopes[0]
+
+
+def token_for(user, *, lifetime: timedelta | None = None, plain: bool = False) -> str:
+    """An access token of `user` as the token endpoint issues it (stamped with `iat_us`;
+    simplejwt's own with `plain`), optionally with another lifetime."""
+    token = (AccessToken if plain else PreciseAccessToken).for_user(user)
+    if lifetime is not None:
+        token.set_exp(lifetime=lifetime)
+    return str(token)
+
+
+def expired_token(user) -> str:
+    return token_for(user, lifetime=-timedelta(seconds=1))
+
+
+def bearer(token: str, scheme: str = "Bearer") -> tuple[bytes, bytes]:
+    return (b"authorization", f"{scheme} {token}".encode())
+
+
+def assert_authenticated(scope: dict, user, method: str, expires_at: int | None) -> None:
+    assert scope["user"] == user
+    assert scope["user"].is_authenticated
+    assert scope["auth"] == {"method": method, "expires_at": expires_at, "error": None}
+
+
+def assert_refused(scope: dict, method: str, error: str) -> None:
+    assert isinstance(scope["user"], AnonymousUser)
+    assert scope["auth"] == {"method": method, "expires_at": None, "error": error}
+
+
+def assert_anonymous(scope: dict) -> None:
+    assert isinstance(scope["user"], AnonymousUser)
+    assert scope["auth"] == ANONYMOUS
+
+
+@pytest.fixture
+def browser(user) -> Client:
+    """A browser where `user` is logged in to the site."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def session_cookie(browser) -> tuple[bytes, bytes]:
+    """The Cookie header that browser sends."""
+    key = browser.cookies[settings.SESSION_COOKIE_NAME].value
+    return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={key}; theme=dark".encode())
+
+
+# Tokens in the header and the query string
+
+
+async def test_no_credentials_is_anonymous():
+    assert_anonymous(await handshake())
+
+
+async def test_header_token(user):
+    token = token_for(user)
+    scope = await handshake(bearer(token))
+    assert_authenticated(scope, user, "header", AccessToken(token)["exp"])
+
+
+async def test_header_scheme_is_case_insensitive(user):
+    token = token_for(user)
+    assert_authenticated(await handshake(bearer(token, "bearer")), user, "header", AccessToken(token)["exp"])
+
+
+async def test_query_token(user):
+    token = token_for(user)
+    scope = await handshake(query=f"resume=s_1&token={token}")
+    assert_authenticated(scope, user, "query", AccessToken(token)["exp"])
+
+
+async def test_header_wins_over_query(user, make_user):
+    bob = await sync_to_async(make_user)("bob")
+    scope = await handshake(bearer(token_for(user)), query=f"token={token_for(bob)}")
+    assert scope["user"] == user and scope["auth"]["method"] == "header"
+
+
+async def test_an_empty_query_token_is_absent():
+    assert_anonymous(await handshake(query="token="))
+
+
+async def test_another_authorization_scheme_is_not_ours(user):
+    token = token_for(user)
+    scope = await handshake((b"authorization", b"Basic YW5uOnB3"), query=f"token={token}")
+    assert_authenticated(scope, user, "query", AccessToken(token)["exp"])
+
+
+@pytest.mark.parametrize("value", [b"Bearer", b"Bearer ", b"Bearer a b", b"Bearer not-a-jwt"])
+async def test_a_malformed_bearer_header_is_invalid(value):
+    assert_refused(await handshake((b"authorization", value)), "header", "invalid")
+
+
+async def test_a_bad_header_token_does_not_fall_through(user, session_cookie):
+    scope = await handshake(bearer("not-a-jwt"), session_cookie, ALLOWED_ORIGIN, query=f"token={token_for(user)}")
+    assert_refused(scope, "header", "invalid")
+
+
+async def test_a_bad_query_token_does_not_fall_through_to_the_cookie(session_cookie):
+    assert_refused(await handshake(session_cookie, ALLOWED_ORIGIN, query="token=not-a-jwt"), "query", "invalid")
+
+
+@pytest.mark.parametrize("where", ["header", "query"])
+async def test_an_expired_token_is_recorded_as_expired(user, where):
+    token = expired_token(user)
+    scope = await (handshake(bearer(token)) if where == "header" else handshake(query=f"token={token}"))
+    assert_refused(scope, where, "expired")
+
+
+async def test_a_token_of_an_inactive_user_is_invalid(make_user):
+    bob = await sync_to_async(make_user)("bob", is_active=False)
+    assert_refused(await handshake(bearer(token_for(bob))), "header", "invalid")
+
+
+async def test_a_token_of_a_deleted_user_is_invalid(user):
+    token = token_for(user)
+    await user.adelete()
+    assert_refused(await handshake(bearer(token)), "header", "invalid")
+
+
+@pytest.mark.parametrize("plain", [False, True])
+async def test_a_token_issued_just_before_a_revocation_is_revoked(user, plain):
+    # Most likely in the revocation's own second: settled by iat_us, or refused without it.
+    before = token_for(user, plain=plain)
+    assert (await handshake(bearer(before)))["user"] == user
+    await sync_to_async(revoke_credentials)(user, "logout")
+    assert_refused(await handshake(bearer(before)), "header", "invalid")
+    assert_refused(await handshake(query=f"token={before}"), "query", "invalid")
+
+
+async def test_a_token_issued_right_after_a_revocation_works(user):
+    await sync_to_async(revoke_credentials)(user, "logout")
+    after = token_for(user)  # most likely in the revocation's own second
+    assert_authenticated(await handshake(bearer(after)), user, "header", AccessToken(after)["exp"])
+
+
+async def test_a_custom_header_name_and_type(user):
+    jwt = {**settings.SIMPLE_JWT, "AUTH_HEADER_NAME": "HTTP_X_ACCESS_TOKEN", "AUTH_HEADER_TYPES": "JWT"}
+    token = token_for(user)
+    with override_settings(SIMPLE_JWT=jwt):
+        assert (await handshake((b"x-access-token", f"JWT {token}".encode())))["user"] == user
+        assert_anonymous(await handshake(bearer(token)))
+
+
+# The session cookie, and the Origin that decides whether it counts
+
+
+@pytest.mark.parametrize("origin", [b"http://localhost:8000", b"https://127.0.0.1", b"http://LOCALHOST"])
+async def test_session_cookie_from_an_allowed_origin(user, session_cookie, origin):
+    scope = await handshake(session_cookie, (b"origin", origin))
+    assert_authenticated(scope, user, "cookie", None)
+
+
+async def test_session_cookie_without_origin_is_ignored(session_cookie):
+    assert_anonymous(await handshake(session_cookie))
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [b"http://evil.example", b"http://localhost.evil.example", b"null", b"localhost", b"http://[::1", b""],
+)
+async def test_session_cookie_from_a_foreign_origin_is_ignored(session_cookie, origin):
+    assert_anonymous(await handshake(session_cookie, (b"origin", origin)))
+
+
+async def test_a_wildcard_allowed_host_does_not_let_every_origin_use_the_cookie(session_cookie):
+    with override_settings(ALLOWED_HOSTS=["*"]):
+        assert_anonymous(await handshake(session_cookie, (b"origin", b"http://evil.example")))
+
+
+async def test_an_allowed_subdomain_pattern(user, session_cookie):
+    with override_settings(ALLOWED_HOSTS=[".example.com"]):
+        scope = await handshake(session_cookie, (b"origin", b"https://app.example.com"))
+        assert_authenticated(scope, user, "cookie", None)
+        assert_anonymous(await handshake(session_cookie, (b"origin", b"https://example.com.evil.org")))
+
+
+@pytest.mark.parametrize(("debug", "authenticated"), [(True, True), (False, False)])
+async def test_empty_allowed_hosts_means_localhost_in_debug_only(session_cookie, debug, authenticated):
+    with override_settings(ALLOWED_HOSTS=[], DEBUG=debug):
+        scope = await handshake(session_cookie, ALLOWED_ORIGIN)
+    assert scope["user"].is_authenticated is authenticated
+
+
+async def test_an_allowed_origin_without_a_session_is_anonymous():
+    assert_anonymous(await handshake(ALLOWED_ORIGIN, (b"cookie", b"theme=dark")))
+
+
+async def test_a_session_of_a_logged_out_user_is_anonymous(browser, session_cookie):
+    await sync_to_async(browser.logout)()
+    assert_anonymous(await handshake(session_cookie, ALLOWED_ORIGIN))
+
+
+async def test_a_session_from_before_a_password_change_is_anonymous(user, session_cookie):
+    user.set_password(PASSWORD + "!")
+    await user.asave()
+    assert_anonymous(await handshake(session_cookie, ALLOWED_ORIGIN))
+
+
+async def test_a_session_of_a_deactivated_user_is_anonymous(user, session_cookie):
+    user.is_active = False
+    await user.asave()
+    assert_anonymous(await handshake(session_cookie, ALLOWED_ORIGIN))
+
+
+async def test_only_websocket_scopes():
+    with pytest.raises(ValueError, match="WebSocket"):
+        await JWTAuthMiddleware(Recorder())({"type": "http", "headers": []}, never_receive, never_send)
+
+
+# The pipeline itself: accounts.tokens against the database
+
+
+async def test_authenticate_token(user):
+    token = token_for(user)
+    result = await authenticate_token(token)
+    assert result == Authenticated(user=user, expires_at=AccessToken(token)["exp"], issued_at=AccessToken(token)["iat"])
+
+
+async def test_authenticate_token_expired_and_invalid(user):
+    with pytest.raises(ExpiredCredentials):
+        await authenticate_token(expired_token(user))
+    with pytest.raises(InvalidCredentials):
+        await authenticate_token(token_for(user)[:-3])
+
+
+@pytest.mark.parametrize("user_id", ["999999", "not-a-number"])
+def test_a_token_naming_no_user_is_invalid(user_id):
+    token = AccessToken()
+    token["user_id"] = user_id
+    with pytest.raises(InvalidCredentials, match="does not exist"):
+        user_for_token(validate_access_token(str(token)))
+
+
+@pytest.mark.parametrize("revoked", [False, True])
+def test_loading_the_user_is_one_query(user, django_assert_num_queries, revoked):
+    if revoked:
+        CredentialState.objects.create(user=user, revoked_at=None)
+    token = validate_access_token(token_for(user))
+    with django_assert_num_queries(1):
+        assert user_for_token(token) == user
+
+
+def test_a_revocation_rejects_older_tokens_only(user):
+    old = validate_access_token(token_for(user))
+    revoke_credentials(user, "password_changed")
+    with pytest.raises(InvalidCredentials, match="revoked"):
+        user_for_token(old)
+    assert user_for_token(validate_access_token(token_for(user))) == user

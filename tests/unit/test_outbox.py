@@ -1,0 +1,98 @@
+"""The bounded send queue: order, the byte limit, closing."""
+
+import asyncio
+
+import pytest
+
+from realtime.outbox import Outbox, Overflow
+
+pytestmark = pytest.mark.unit
+
+
+class Receiver:
+    """An ASGI `send` that records messages and can stop reading."""
+
+    def __init__(self):
+        self.messages = []
+        self.reading = asyncio.Event()
+        self.reading.set()
+        self.got = asyncio.Condition()
+
+    async def __call__(self, message):
+        await self.reading.wait()
+        async with self.got:
+            self.messages.append(message)
+            self.got.notify_all()
+
+    async def wait_for(self, count):
+        async with self.got:
+            await asyncio.wait_for(self.got.wait_for(lambda: len(self.messages) >= count), 5)
+
+
+async def test_frames_go_out_in_order():
+    receiver = Receiver()
+    outbox = Outbox(receiver, limit=1000)
+    outbox.start()
+    for i in range(5):
+        outbox.put_text(str(i))
+    await receiver.wait_for(5)
+    assert [m["text"] for m in receiver.messages] == ["0", "1", "2", "3", "4"]
+    assert outbox.queued_bytes == 0
+    outbox.stop()
+
+
+async def test_overflow_when_the_reader_stops():
+    receiver = Receiver()
+    receiver.reading.clear()
+    outbox = Outbox(receiver, limit=10)
+    outbox.start()
+    outbox.put_text("x" * 8)
+    await asyncio.sleep(0)  # the writer takes the first frame and blocks in send
+    outbox.put_text("y" * 8)
+    with pytest.raises(Overflow):
+        outbox.put_text("z" * 8)
+    assert outbox.queued_bytes == 8
+    outbox.stop()
+
+
+async def test_a_single_large_frame_fits_an_empty_queue():
+    outbox = Outbox(Receiver(), limit=10)
+    outbox.put_text("x" * 50)
+    assert outbox.queued_bytes == 50
+
+
+async def test_close_sends_final_messages_after_the_queue():
+    receiver = Receiver()
+    outbox = Outbox(receiver, limit=1000)
+    outbox.put_text("a")
+    outbox.close([{"type": "websocket.close", "code": 1000}])
+    outbox.put_text("ignored after close")
+    outbox.start()
+    await outbox.drain()
+    assert receiver.messages == [{"type": "websocket.send", "text": "a"}, {"type": "websocket.close", "code": 1000}]
+    assert outbox.closed
+
+
+async def test_close_can_drop_the_backlog():
+    receiver = Receiver()
+    outbox = Outbox(receiver, limit=1000)
+    for i in range(10):
+        outbox.put_text(str(i))
+    outbox.close([{"type": "websocket.close", "code": 4013}], drop_queued=True)
+    outbox.close([{"type": "websocket.close", "code": 1000}])  # only the first close counts
+    outbox.start()
+    await outbox.drain()
+    assert receiver.messages == [{"type": "websocket.close", "code": 4013}]
+    assert outbox.queued_bytes == 0
+
+
+async def test_a_failing_transport_stops_the_writer():
+    async def gone(message):
+        raise OSError("connection reset")
+
+    outbox = Outbox(gone, limit=1000)
+    outbox.put_text("a")
+    outbox.close([])
+    outbox.start()
+    await outbox.drain()
+    assert isinstance(outbox.failed, OSError)
