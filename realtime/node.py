@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -196,6 +197,20 @@ async def _guarded(what: str, func: Any, *args: Any, failing: set[str]) -> None:
             logger.info("realtime node: %s works again", what)
 
 
+async def _touch_presence(failing: set[str]) -> None:
+    """Extend the presence entries of this process's sockets (so a dead process's lapse)."""
+    from .presence import touch_local
+
+    try:
+        await touch_local()
+    except Exception:
+        if "presence" not in failing:
+            failing.add("presence")
+            logger.exception("realtime node: presence touch failed; retrying next period")
+    else:
+        failing.discard("presence")
+
+
 def _next(deadline: float, period: float, now: float) -> float:
     # Keep a steady cadence, but after a slow step start afresh rather than catch up in a burst.
     deadline += period
@@ -214,6 +229,7 @@ async def _run(name: str) -> None:
         now = loop.time() + _WAKE_SLACK
         if now >= next_beat:
             await _guarded("beat", _beat, name, failing=failing)
+            await _touch_presence(failing)
             next_beat = _next(next_beat, realtime_settings.NODE_HEARTBEAT, loop.time())
         if now >= next_cleanup:
             await _guarded("cleanup", cleanup, failing=failing)
@@ -316,7 +332,9 @@ def _before_reactor_shutdown() -> Any:
     except RuntimeError:  # a reactor not driven by asyncio: daphne never runs one
         logger.warning("realtime node %s: no asyncio loop at reactor shutdown; rows left to the cleanup", node_name())
         return None
-    return defer.Deferred.fromFuture(loop.create_task(_shutdown_quietly()))
+    # A fresh context: SIGTERM arrives inside whatever task was running, and if that task
+    # was in a database call, asgiref's copied context would refuse our own ("would deadlock").
+    return defer.Deferred.fromFuture(loop.create_task(_shutdown_quietly(), context=contextvars.Context()))
 
 
 def install_shutdown_hook() -> bool:

@@ -1,0 +1,136 @@
+"""A small asyncio WebSocket client for the end-to-end tests, on the `websockets` library.
+
+It speaks the wire protocol of docs/protocol.md against a real server: JSON text
+frames in and out, with helpers that wait for a frame type (skipping the server's
+heartbeat pings), send a request and return its reply, and check how the server
+ended the connection: the `disconnect` frame *and* the WebSocket close code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+RECV_TIMEOUT = 10.0  # a bound on waiting for a frame, never a measurement
+OPEN_TIMEOUT = 10.0
+
+
+class Client:
+    """One WebSocket connection to `/ws/`, decoding every frame as JSON."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.welcome: dict[str, Any] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        ws_url: str,
+        *,
+        token: str | None = None,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = OPEN_TIMEOUT,
+    ) -> Client:
+        """Connect; `token` goes in an `Authorization: Bearer` header, `query` in the query string."""
+        headers = dict(headers or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        url = ws_url + (f"?{urlencode(query)}" if query else "")
+        ws = await connect(
+            url,
+            additional_headers=headers,
+            open_timeout=timeout,
+            close_timeout=2,
+            proxy=None,  # 127.0.0.1 only; never through a proxy from the environment
+            compression=None,
+            ping_interval=None,  # the protocol has its own heartbeat; keep the wire to what the test sends
+            max_size=None,
+        )
+        return cls(ws)
+
+    @classmethod
+    async def authenticated(cls, ws_url: str, token: str, **kwargs: Any) -> Client:
+        """Connect with a header token and read the pushed `welcome` (so the session row exists)."""
+        client = await cls.open(ws_url, token=token, **kwargs)
+        client.welcome = await client.recv_type("welcome")
+        return client
+
+    # ------------------------------------------------------------ frames
+
+    async def send(self, frame: Any) -> None:
+        """Send a frame: a str as is, bytes as a binary frame, anything else as JSON text."""
+        if isinstance(frame, str | bytes):
+            await self.ws.send(frame)
+        else:
+            await self.ws.send(json.dumps(frame))
+
+    async def recv(self, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        """The next frame, decoded. Raises `ConnectionClosed` on a close, `TimeoutError` after `timeout`."""
+        async with asyncio.timeout(timeout):
+            raw = await self.ws.recv()
+        assert isinstance(raw, str), f"the server sent a binary frame: {raw!r}"
+        return json.loads(raw)
+
+    async def recv_type(self, kind: str, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        """Skip the server's heartbeat pings until a frame of `kind` arrives; anything else fails."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(0.0, deadline - time.monotonic()))
+            if frame.get("type") == kind:
+                return frame
+            assert frame == {"type": "ping"}, f"expected {kind!r}, got {frame}"
+
+    async def request(self, frame: dict[str, Any], timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        """Send a request and return the next frame that is not a heartbeat ping (its reply)."""
+        await self.send(frame)
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = await self.recv(max(0.0, deadline - time.monotonic()))
+            if reply != {"type": "ping"}:
+                return reply
+
+    async def ping(self, request_id: int | str = "p") -> None:
+        """A client ping round trip; fails unless the reply is the matching `pong`."""
+        reply = await self.request({"type": "ping", "id": request_id})
+        assert reply == {"type": "pong", "id": request_id}, reply
+
+    # ------------------------------------------------------------ closing
+
+    async def expect_disconnect(self, code: int, reason: str | None = None, timeout: float = RECV_TIMEOUT) -> dict:
+        """The `disconnect` frame with `code`, then the WebSocket close with the same code; returns the frame."""
+        frame = await self.recv_type("disconnect", timeout)
+        assert frame["code"] == code, frame
+        if reason is not None:
+            assert frame["reason"] == reason, frame
+        await self.expect_closed(code, timeout)
+        return frame
+
+    async def expect_closed(self, code: int, timeout: float = RECV_TIMEOUT) -> None:
+        """Nothing more, then the server's close frame with `code`."""
+        try:
+            async with asyncio.timeout(timeout):
+                extra = await self.ws.recv()
+        except ConnectionClosed as exc:
+            received = exc.rcvd.code if exc.rcvd is not None else None
+            assert received == code, f"closed with {received} ({exc}), expected {code}"
+        else:
+            raise AssertionError(f"expected the close {code}, got a frame: {extra!r}")
+
+    @property
+    def close_code(self) -> int | None:
+        """The code of the close frame the server sent, once the connection is closed."""
+        return self.ws.close_code
+
+    async def close(self) -> None:
+        """Close from the client side (code 1000); a connection already gone is fine."""
+        try:
+            await self.ws.close()
+        except (ConnectionClosed, OSError):
+            pass
