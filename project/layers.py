@@ -8,13 +8,33 @@ from __future__ import annotations
 SOCKET_TIMEOUT = 15
 
 
-def redis_channel_layer(url: str, prefix: str, *, capacity: int = 1000, expiry: int = 60) -> dict:
-    """`CHANNEL_LAYERS` for channels-redis on `url`, with keys under `prefix`."""
+FLAVOURS = ("core", "pubsub")
+
+
+def redis_channel_layer(
+    url: str, prefix: str, *, capacity: int = 1000, expiry: int = 60, flavour: str = "core"
+) -> dict:
+    """`CHANNEL_LAYERS` for channels-redis on `url`, with keys under `prefix`.
+
+    `flavour` "core" is channels-redis's list-based layer (messages wait in Redis up
+    to `capacity`/`expiry`); "pubsub" its Redis pub/sub layer (nothing is stored; a
+    consumer that is not listening misses the message, which history then fills).
+    """
+    if flavour not in FLAVOURS:
+        raise ValueError(f"CHANNEL_LAYER_FLAVOUR must be one of {', '.join(FLAVOURS)}, not {flavour!r}")
+    host = {"address": url, "socket_timeout": SOCKET_TIMEOUT, "socket_keepalive": True}
+    if flavour == "pubsub":
+        return {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [host], "prefix": f"{prefix}:asgi"},
+            }
+        }
     return {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": url, "socket_timeout": SOCKET_TIMEOUT, "socket_keepalive": True}],
+                "hosts": [host],
                 "prefix": f"{prefix}:asgi",
                 "capacity": capacity,
                 "expiry": expiry,

@@ -104,7 +104,10 @@ if REDIS_URL:
     from .layers import redis_channel_layer
 
     CHANNEL_LAYERS = redis_channel_layer(
-        REDIS_URL, REDIS_PREFIX, capacity=env.int("CHANNEL_LAYER_CAPACITY", default=1000)
+        REDIS_URL,
+        REDIS_PREFIX,
+        capacity=env.int("CHANNEL_LAYER_CAPACITY", default=1000),
+        flavour=env.str("CHANNEL_LAYER_FLAVOUR", default="core"),
     )
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -8,5 +8,6 @@ from .health import healthz
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
+    path("api/realtime/", include("realtime.urls")),
     path("healthz", healthz, name="healthz"),
 ]

@@ -106,13 +106,20 @@ class ConnectionAdmin(admin.ModelAdmin):
         "refresh_count",
         "is_open",
     )
-    list_filter = (OpenFilter, ("user", admin.RelatedOnlyFieldListFilter), "node", CloseCodeFilter, "auth_method")
+    list_filter = (
+        OpenFilter,
+        ("user", admin.RelatedOnlyFieldListFilter),
+        "node",
+        CloseCodeFilter,
+        "auth_method",
+        "resumed",
+    )
     search_fields = ("user__username", "session_id", "remote_addr")
     list_select_related = ("user",)
     show_full_result_count = False  # the table holds SESSION_RETENTION worth of rows: spare a COUNT(*)
     actions = ("disconnect", "force_reconnect")
     fieldsets = (
-        (None, {"fields": ("session_id", "user", "node", "channel_name")}),
+        (None, {"fields": ("session_id", "resumed", "user", "node", "channel_name")}),
         ("Client", {"fields": ("remote_addr", "user_agent", "auth_method")}),
         (
             "Lifetime",

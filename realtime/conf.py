@@ -36,8 +36,8 @@ class Option:
 
 
 NAMESPACE_DEFAULTS: dict[str, Any] = {
-    "subscribe": "realtime.permissions.authenticated",
-    "publish": "realtime.permissions.authenticated",
+    "subscribe": "realtime.namespaces.authenticated",
+    "publish": "realtime.namespaces.authenticated",
     "history_size": 100,
     "history_ttl": 3600,
     "presence": True,
@@ -47,12 +47,12 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
 DEFAULT_NAMESPACES: dict[str, dict[str, Any]] = {
     "public": {},
     "room": {
-        "subscribe": "realtime.permissions.room_member",
-        "publish": "realtime.permissions.room_member",
+        "subscribe": "realtime.namespaces.room_member",
+        "publish": "realtime.namespaces.room_member",
     },
     "user": {
-        "subscribe": "realtime.permissions.own_user",
-        "publish": "realtime.permissions.nobody",
+        "subscribe": "realtime.namespaces.own_user",
+        "publish": "realtime.namespaces.nobody",
         "history_ttl": 86400,
         "presence": False,
         "join_leave": False,

@@ -14,18 +14,22 @@ import time
 import uuid
 import weakref
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
 from . import handlers, protocol, sessions
+from . import resume as resumption
 from .conf import realtime_settings
-from .control import user_group
+from .control import CHANNEL_END_EVENT, user_group
 from .exceptions import BadRequest, Disconnect, RateLimited, RealtimeError
 from .limits import ErrorWindow, TokenBucket
 from .node import node_name
 from .outbox import Outbox, Overflow
 from .protocol import CloseCode
+from .publish import MESSAGE_EVENT, PRESENCE_EVENT
+from .subscriptions import Subscriptions
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,9 @@ class RealtimeConsumer(AsyncConsumer):
         "websocket.receive": "on_receive",
         "websocket.disconnect": "on_disconnect",
         "rt.disconnect": "rt_disconnect",
+        MESSAGE_EVENT: "rt_message",
+        PRESENCE_EVENT: "rt_presence",
+        CHANNEL_END_EVENT: "rt_channel_end",
     }
 
     def __init__(self) -> None:
@@ -63,9 +70,11 @@ class RealtimeConsumer(AsyncConsumer):
         self.close_code: int | None = None
         self.close_reason = ""
         self.recorded = False
+        self.row_id: int | None = None
         self.outbox: Outbox | None = None
         self.watchdog: asyncio.Task | None = None
         self.groups: list[str] = []
+        self.subscriptions = Subscriptions(self)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -115,28 +124,27 @@ class RealtimeConsumer(AsyncConsumer):
     async def _authenticate_handshake(self) -> None:
         auth = self.scope.get("auth") or {}
         user = self.scope.get("user")
-        await self._record_open(user if auth.get("method") and not auth.get("error") else None, auth)
+        await self._record_open()
         if auth.get("error") == "expired":
             raise Disconnect(CloseCode.TOKEN_EXPIRED)
         if auth.get("error"):
             raise Disconnect(CloseCode.UNAUTHORIZED)
         if user is not None and getattr(user, "is_authenticated", False):
-            await self.start_session(None, user, auth.get("method") or "", auth.get("expires_at"), recorded=True)
+            query = parse_qs((self.scope.get("query_string") or b"").decode("latin1"))
+            resume = (query.get("resume") or [None])[0]
+            await self.start_session(None, user, auth.get("method") or "", auth.get("expires_at"), resume)
 
-    async def _record_open(self, user, auth: dict[str, Any]) -> None:
+    async def _record_open(self) -> None:
         client = self.scope.get("client") or (None, None)
         headers = dict(self.scope.get("headers") or [])
-        self.recorded = True
-        await sessions.record_open(
+        self.row_id = await sessions.record_open(
             session_id=self.session_id,
             channel_name=self.channel_name,
             node=node_name(),
             remote_addr=client[0],
             user_agent=headers.get(b"user-agent", b"").decode("latin1"),
-            user=user,
-            auth_method=(auth.get("method") or "") if user is not None else "",
-            expires_at=auth.get("expires_at") if user is not None else None,
         )
+        self.recorded = True
 
     async def on_receive(self, message: dict[str, Any]) -> None:
         """One client frame: size, parse, rate, authentication, then its handler."""
@@ -159,13 +167,23 @@ class RealtimeConsumer(AsyncConsumer):
         """The socket is gone: leave groups, record the close, stop."""
         self.closing = True
         self._stop_tasks()
+        positions = self.subscriptions.positions()
+        try:
+            await self.subscriptions.close()
+        except Exception:  # best effort: presence lapses on its own
+            logger.exception("could not leave the channels of %s", self.session_id)
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)
+        code = self.close_code if self.close_code is not None else message.get("code")
+        if self.user is not None and resumption.resumable(code):
+            try:
+                await resumption.save(self.session_id, self.user.pk, positions, self.settings["RESUME_WINDOW"])
+            except Exception:  # without it the client recovers channel by channel
+                logger.exception("could not keep session %s for a resume", self.session_id)
         if self.recorded:
-            code = self.close_code if self.close_code is not None else message.get("code")
             reason = self.close_reason or "client_closed"
             try:
-                await sessions.record_close(self.session_id, code, reason)
+                await sessions.record_close(self.row_id, code, reason)
             except Exception:  # the record is best effort; the cleanup closes it otherwise
                 logger.exception("could not record the close of %s", self.session_id)
         raise StopConsumer()
@@ -174,14 +192,38 @@ class RealtimeConsumer(AsyncConsumer):
         """Channel layer: a revocation or an admin action for this socket."""
         await self.close_with(CloseCode(event["code"]), event.get("reason"))
 
+    async def rt_message(self, event: dict[str, Any]) -> None:
+        """Channel layer: a publication on a channel (the hot path: no parsing, no database)."""
+        if not self.closing:
+            await self.subscriptions.deliver(event)
+
+    async def rt_presence(self, event: dict[str, Any]) -> None:
+        """Channel layer: users joined or left a channel."""
+        if not self.closing:
+            self.subscriptions.presence_event(event)
+
+    async def rt_channel_end(self, event: dict[str, Any]) -> None:
+        """Channel layer: this user lost access to a channel (e.g. removed from the room)."""
+        if not self.closing:
+            await self.subscriptions.end(event["channel"], event["reason"])
+
     # ------------------------------------------------------------ session
 
     async def start_session(
-        self, request_id, user, method: str, expires_at: int | None, *, recorded: bool = False
+        self, request_id, user, method: str, expires_at: int | None, resume: str | None = None
     ) -> None:
-        """Mark the socket authenticated, join the user's group and send `welcome`."""
-        if not recorded:
-            await sessions.record_auth(self.session_id, user=user, auth_method=method, expires_at=expires_at)
+        """Mark the socket authenticated (resuming `resume` when it can), join the user's group, send `welcome`."""
+        restored = await resumption.take(resume, user.pk)
+        if restored is not None:
+            self.session_id = resume
+        await sessions.record_auth(
+            self.row_id,
+            session_id=self.session_id,
+            user=user,
+            auth_method=method,
+            expires_at=expires_at,
+            resumed=restored is not None,
+        )
         self.user = user
         self.auth_method = method
         self.set_expiry(expires_at)
@@ -196,9 +238,11 @@ class RealtimeConsumer(AsyncConsumer):
                 expires_at=expires_at,
                 heartbeat=self.settings["HEARTBEAT"],
                 resume_window=self.settings["RESUME_WINDOW"],
-                resumed=False,
+                resumed=restored is not None,
             )
         )
+        if restored:
+            await self.subscriptions.restore(restored)
 
     def set_expiry(self, expires_at: int | None) -> None:
         """Schedule `expiring` and the 4009 close for a token that ends at `expires_at`."""

@@ -16,6 +16,7 @@ from channels.layers import get_channel_layer
 from .protocol import CloseCode
 
 DISCONNECT_EVENT = "rt.disconnect"
+CHANNEL_END_EVENT = "rt.channel.end"
 
 
 def user_group(user_id: int | str) -> str:
@@ -47,3 +48,14 @@ async def disconnect_channels(channel_names: Iterable[str], code: CloseCode, rea
 
 disconnect_user_sync = async_to_sync(disconnect_user)
 disconnect_channels_sync = async_to_sync(disconnect_channels)
+
+
+async def end_channel_for_user(user_id: int | str, channel: str, reason: str) -> None:
+    """Unsubscribe every socket of a user from `channel` (pushing `unsubscribed` with `reason`)
+    and forget its publish permission there, on every process."""
+    await get_channel_layer().group_send(
+        user_group(user_id), {"type": CHANNEL_END_EVENT, "channel": channel, "reason": reason}
+    )
+
+
+end_channel_for_user_sync = async_to_sync(end_channel_for_user)

@@ -14,6 +14,9 @@ from accounts.tokens import CredentialsError, ExpiredCredentials, authenticate_t
 from . import protocol, sessions
 from .exceptions import BadRequest, Disconnect, Forbidden, Unauthorized
 from .protocol import CloseCode
+from .publish import publish
+from .reading import read_history, read_presence
+from .subscriptions import backing_service
 
 if TYPE_CHECKING:
     from .consumers import RealtimeConsumer
@@ -41,7 +44,7 @@ async def handle_auth(consumer: RealtimeConsumer, request: protocol.Auth) -> Non
         consumer.send_frame(protocol.error(protocol.ErrorCode.UNAUTHORIZED, str(exc), request.id))
         expired = isinstance(exc, ExpiredCredentials)
         raise Disconnect(CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED) from exc
-    await consumer.start_session(request.id, result.user, "frame", result.expires_at)
+    await consumer.start_session(request.id, result.user, "frame", result.expires_at, request.resume)
 
 
 async def handle_refresh(consumer: RealtimeConsumer, request: protocol.Refresh) -> None:
@@ -52,7 +55,7 @@ async def handle_refresh(consumer: RealtimeConsumer, request: protocol.Refresh) 
         raise Unauthorized(str(exc), request_id=request.id) from exc
     if result.user.pk != consumer.user.pk:
         raise Forbidden(request_id=request.id)
-    await sessions.record_refresh(consumer.session_id, result.expires_at)
+    await sessions.record_refresh(consumer.row_id, result.expires_at)
     consumer.set_expiry(result.expires_at)
     consumer.send_frame(protocol.refreshed(request.id, result.expires_at))
 
@@ -66,9 +69,44 @@ async def handle_pong(consumer: RealtimeConsumer, request: protocol.Pong) -> Non
     """`pong`: the receipt itself proved the client alive."""
 
 
-async def handle_channel_request(consumer: RealtimeConsumer, request: Any) -> None:
-    """Channel requests arrive with the channels feature (issue 4)."""
-    raise BadRequest(f"`{type(request).__name__.lower()}` is not available yet.", request_id=request.id)
+async def handle_subscribe(consumer: RealtimeConsumer, request: protocol.Subscribe) -> None:
+    """`subscribe`, optionally recovering from a position."""
+    await consumer.subscriptions.subscribe(request)
+
+
+async def handle_unsubscribe(consumer: RealtimeConsumer, request: protocol.Unsubscribe) -> None:
+    """`unsubscribe`."""
+    await consumer.subscriptions.unsubscribe(request)
+
+
+async def handle_publish(consumer: RealtimeConsumer, request: protocol.Publish) -> None:
+    """`publish` where the namespace allows this user; the position comes back in `published`."""
+    subs = consumer.subscriptions
+    namespace, name = await subs.resolve(request.channel, request.id)
+    await subs.check_publish(namespace, name, request.channel, request.id)
+    async with backing_service(request.id):
+        published = await publish(request.channel, request.data, user=consumer.user.pk)
+    consumer.send_frame(protocol.published(request.id, request.channel, published.epoch, published.offset))
+
+
+async def handle_history(consumer: RealtimeConsumer, request: protocol.History) -> None:
+    """`history`: after `since`, or the newest `limit` (whoever may subscribe may read it)."""
+    subs = consumer.subscriptions
+    namespace, name = await subs.resolve(request.channel, request.id)
+    await subs.check_subscribe(namespace, name, request.id)
+    async with backing_service(request.id):
+        stream = await read_history(request.channel, namespace, request.since, request.limit)
+    frame = protocol.history(request.id, request.channel, stream.epoch, stream.offset, None)
+    consumer.send_text(protocol.encode_with_publications(frame, stream.publications))
+
+
+async def handle_presence(consumer: RealtimeConsumer, request: protocol.Presence) -> None:
+    """`presence`: one entry per user on the channel."""
+    subs = consumer.subscriptions
+    namespace, name = await subs.resolve(request.channel, request.id)
+    await subs.check_subscribe(namespace, name, request.id)
+    members = await read_presence(request.channel, namespace, request.id)
+    consumer.send_frame(protocol.presence(request.id, request.channel, members))
 
 
 HANDLERS: dict[type, Handler] = {
@@ -76,9 +114,9 @@ HANDLERS: dict[type, Handler] = {
     protocol.Refresh: handle_refresh,
     protocol.Ping: handle_ping,
     protocol.Pong: handle_pong,
-    protocol.Subscribe: handle_channel_request,
-    protocol.Unsubscribe: handle_channel_request,
-    protocol.Publish: handle_channel_request,
-    protocol.History: handle_channel_request,
-    protocol.Presence: handle_channel_request,
+    protocol.Subscribe: handle_subscribe,
+    protocol.Unsubscribe: handle_unsubscribe,
+    protocol.Publish: handle_publish,
+    protocol.History: handle_history,
+    protocol.Presence: handle_presence,
 }

@@ -64,7 +64,9 @@ class Connection(models.Model):
         COOKIE = "cookie", "session cookie"
         FRAME = "frame", "auth frame"
 
-    session_id = models.CharField(max_length=64, unique=True)
+    # One row per socket; a resumed session (PROTOCOL section 3) keeps its id on a new row.
+    session_id = models.CharField(max_length=64, db_index=True)
+    resumed = models.BooleanField(default=False, help_text="this socket resumed an earlier session")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="realtime_connections"
     )
@@ -88,6 +90,9 @@ class Connection(models.Model):
             models.Index(fields=["user", "closed_at"], name="rt_conn_user_open"),
             models.Index(fields=["node", "closed_at"], name="rt_conn_node_open"),
         ]
+        # Not about connections: Connection is merely the app's model that carries
+        # the app-wide permission `realtime.publish` (POST /api/realtime/publish/).
+        permissions = [("publish", "Can publish to any channel over the HTTP API")]
 
     def __str__(self) -> str:
         return self.session_id

@@ -10,6 +10,7 @@ and whether a client should reconnect.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
@@ -276,14 +277,36 @@ PARSERS = {
 }
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"Number {text[:40]} is out of range.")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON.")
+
+
+def loads_json(text: str) -> Any:
+    """Parse a JSON value, refusing what cannot be written back as JSON (NaN, Infinity, `1e400`).
+
+    Raises `ValueError`, also for nesting too deep to parse. Used for every client
+    frame, the HTTP API's bodies and the publish command, so no publication can
+    carry a value that a browser's `JSON.parse` would reject.
+    """
+    try:
+        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:  # a small frame of deeply nested arrays
+        raise ValueError("JSON nested too deeply.") from None
+
+
 def parse(text: str) -> Request:
     """Parse one client text frame into a request, or raise `BadRequest` (with the `id` when known)."""
     try:
-        frame = json.loads(text)
-    except ValueError:
-        raise _bad("Frame is not valid JSON.") from None
-    except RecursionError:  # a small frame of deeply nested arrays
-        raise _bad("Frame is nested too deeply.") from None
+        frame = loads_json(text)
+    except ValueError as exc:
+        raise _bad(f"Frame is not valid JSON: {exc}") from None
     if not isinstance(frame, dict):
         raise _bad("Frame must be a JSON object.")
     rid = _request_id(frame)
@@ -375,18 +398,16 @@ def subscribed(
     epoch: str,
     offset: int,
     recovered: bool,
-    publications: list[dict[str, Any]],
+    publications: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
-    """`subscribed`: the reply to `subscribe` (or a push after a resume)."""
-    return _reply(
-        "subscribed",
-        request_id,
-        channel=channel,
-        epoch=epoch,
-        offset=offset,
-        recovered=recovered,
-        publications=publications,
-    )
+    """`subscribed`: the reply to `subscribe` (or a push after a resume).
+
+    `publications=None` leaves them out, for `encode_with_publications`.
+    """
+    frame = _reply("subscribed", request_id, channel=channel, epoch=epoch, offset=offset, recovered=recovered)
+    if publications is not None:
+        frame["publications"] = publications
+    return frame
 
 
 def unsubscribed(request_id: RequestId | None, channel: str, reason: str | None = None) -> dict[str, Any]:
@@ -403,10 +424,18 @@ def published(request_id: RequestId | None, channel: str, epoch: str, offset: in
 
 
 def history(
-    request_id: RequestId | None, channel: str, epoch: str, offset: int, publications: list[dict[str, Any]]
+    request_id: RequestId | None, channel: str, epoch: str, offset: int, publications: list[dict[str, Any]] | None
 ) -> dict[str, Any]:
-    """`history`: the reply to `history`."""
-    return _reply("history", request_id, channel=channel, epoch=epoch, offset=offset, publications=publications)
+    """`history`: the reply to `history` (`publications=None`: for `encode_with_publications`)."""
+    frame = _reply("history", request_id, channel=channel, epoch=epoch, offset=offset)
+    if publications is not None:
+        frame["publications"] = publications
+    return frame
+
+
+def encode_with_publications(frame: dict[str, Any], publications: list[str]) -> str:
+    """Encode a frame and append `"publications"`: stored publication texts, spliced in, not re-serialised."""
+    return encode(frame)[:-1] + ',"publications":[' + ",".join(publications) + "]}"
 
 
 def presence(request_id: RequestId | None, channel: str, members: list[dict[str, Any]]) -> dict[str, Any]:

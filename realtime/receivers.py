@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
+from django.db.models.signals import m2m_changed, pre_delete
 from django.dispatch import receiver
 
 from accounts.signals import credentials_revoked
 
-from .control import disconnect_user_sync
+from .control import disconnect_user_sync, end_channel_for_user_sync
+from .models import Room
 from .protocol import CloseCode
 
 logger = logging.getLogger(__name__)
@@ -21,3 +24,31 @@ def disconnect_revoked_user(sender, user, reason: str, **kwargs) -> None:
         disconnect_user_sync(user.pk, CloseCode.FORBIDDEN, "forbidden")
     except Exception:  # the revocation itself stands; the layer being down must not undo it
         logger.exception("could not reach the sockets of user %s (%s)", user.pk, reason)
+
+
+@receiver(m2m_changed, sender=Room.members.through, dispatch_uid="realtime.room_members_changed")
+def room_members_changed(sender, instance, action: str, reverse: bool, pk_set, **kwargs) -> None:
+    """Members removed from a room lose its channel at once, on every process."""
+    if action not in ("pre_remove", "pre_clear"):
+        return
+    if reverse:  # user.rooms.remove(room): instance is the user, pk_set the rooms
+        pairs = [(instance.pk, room.channel) for room in Room.objects.filter(pk__in=pk_set or [])]
+    else:
+        members = instance.members.all() if action == "pre_clear" else instance.members.filter(pk__in=pk_set or [])
+        pairs = [(user_pk, instance.channel) for user_pk in members.values_list("pk", flat=True)]
+    transaction.on_commit(lambda: _end_channels(pairs))
+
+
+@receiver(pre_delete, sender=Room, dispatch_uid="realtime.room_deleted")
+def room_deleted(sender, instance: Room, **kwargs) -> None:
+    """A deleted room ends its channel for every member."""
+    pairs = [(user_pk, instance.channel) for user_pk in instance.members.values_list("pk", flat=True)]
+    transaction.on_commit(lambda: _end_channels(pairs))
+
+
+def _end_channels(pairs: list[tuple[int, str]]) -> None:
+    for user_pk, channel in pairs:
+        try:
+            end_channel_for_user_sync(user_pk, channel, "removed")
+        except Exception:  # the membership change stands; the layer being down must not undo it
+            logger.exception("could not end %s for user %s", channel, user_pk)

@@ -10,7 +10,7 @@ import secrets
 from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
-from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .conf import realtime_settings
@@ -52,59 +52,51 @@ def record_open(
     node: str,
     remote_addr: str | None,
     user_agent: str,
-    user=None,
-    auth_method: str = "",
-    expires_at: int | None = None,
-) -> None:
-    """Record a new socket; with a user, enforce the per-user connection limit (`Disconnect` 4529)."""
+) -> int:
+    """Record a new socket (not yet authenticated) and return its row id."""
     now = timezone.now()
-    with transaction.atomic():
-        row = Connection.objects.create(
-            session_id=session_id,
-            channel_name=channel_name,
-            node=node,
-            remote_addr=remote_addr,
-            user_agent=user_agent[:512],
-            user=user,
-            auth_method=auth_method,
-            opened_at=now,
-            last_seen=now,
-            authenticated_at=now if user is not None else None,
-            token_expires_at=_as_datetime(expires_at),
-        )
-    if user is not None:
-        _enforce_connection_limit(row)
+    row = Connection.objects.create(
+        session_id=session_id,
+        channel_name=channel_name,
+        node=node,
+        remote_addr=remote_addr,
+        user_agent=user_agent[:512],
+        opened_at=now,
+        last_seen=now,
+    )
+    return row.pk
 
 
 @database_sync_to_async
-def record_auth(session_id: str, *, user, auth_method: str, expires_at: int | None) -> None:
-    """Record a first-frame authentication; enforce the connection limit (`Disconnect` 4529)."""
+def record_auth(
+    row_id: int, *, session_id: str, user, auth_method: str, expires_at: int | None, resumed: bool = False
+) -> None:
+    """Record an authentication (and the session it resumed); enforce the connection limit (`Disconnect` 4529)."""
     now = timezone.now()
-    Connection.objects.filter(session_id=session_id).update(
+    Connection.objects.filter(pk=row_id).update(
+        session_id=session_id,
+        resumed=resumed,
         user=user,
         auth_method=auth_method,
         authenticated_at=now,
         last_seen=now,
         token_expires_at=_as_datetime(expires_at),
     )
-    row = Connection.objects.only("pk", "user_id").get(session_id=session_id)
-    _enforce_connection_limit(row)
+    _enforce_connection_limit(Connection(pk=row_id, user=user))
 
 
 @database_sync_to_async
-def record_refresh(session_id: str, expires_at: int | None) -> None:
+def record_refresh(row_id: int, expires_at: int | None) -> None:
     """Record an in-band token refresh."""
-    from django.db.models import F
-
-    Connection.objects.filter(session_id=session_id).update(
+    Connection.objects.filter(pk=row_id).update(
         token_expires_at=_as_datetime(expires_at), refresh_count=F("refresh_count") + 1, last_seen=timezone.now()
     )
 
 
 @database_sync_to_async
-def record_close(session_id: str, code: int | None, reason: str) -> None:
+def record_close(row_id: int, code: int | None, reason: str) -> None:
     """Record the end of a socket (unless a cleanup or the limit already closed it)."""
     now = timezone.now()
-    Connection.objects.filter(session_id=session_id, closed_at__isnull=True).update(
+    Connection.objects.filter(pk=row_id, closed_at__isnull=True).update(
         closed_at=now, last_seen=now, close_code=code, close_reason=reason[:64]
     )

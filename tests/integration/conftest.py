@@ -6,11 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.test import override_settings
 
 from accounts.middleware import JWTAuthMiddlewareStack
+from project.layers import redis_channel_layer
+from realtime import presence
+from realtime.engine import reset_engines
 from realtime.routing import websocket_urlpatterns
+from tests.conftest import make_tokens
 
 RECEIVE_TIMEOUT = 5  # generous: a limit on waiting for an event, never a measurement
 
@@ -20,6 +26,7 @@ class Socket:
 
     def __init__(self, communicator: WebsocketCommunicator) -> None:
         self.communicator = communicator
+        self.backlog: list[dict] = []
 
     async def send(self, frame) -> None:
         """Send a frame: a dict as JSON, a str as is, bytes as a binary frame."""
@@ -31,26 +38,37 @@ class Socket:
             await self.communicator.send_json_to(frame)
 
     async def recv(self, timeout: float = RECEIVE_TIMEOUT) -> dict:
-        """The next frame, decoded; fails on a close instead of a frame."""
+        """The next frame, decoded (pushes set aside by `request` first); fails on a close."""
+        if self.backlog:
+            return self.backlog.pop(0)
         output = await self.communicator.receive_output(timeout)
         assert output["type"] == "websocket.send", f"expected a frame, got {output}"
         return json.loads(output["text"])
 
     async def recv_type(self, kind: str, timeout: float = RECEIVE_TIMEOUT) -> dict:
-        """Skip heartbeats until a frame of `kind` arrives."""
+        """The next frame of `kind`, skipping heartbeats and presence pushes of other kinds."""
+        skippable = {"ping", "join", "leave"} - {kind}
         while True:
             frame = await self.recv(timeout)
             if frame["type"] == kind:
                 return frame
-            assert frame["type"] == "ping", f"expected {kind}, got {frame}"
+            assert frame["type"] in skippable, f"expected {kind}, got {frame}"
 
-    async def request(self, frame: dict) -> dict:
-        """Send a request and return its reply (skipping server pings)."""
+    async def request(self, frame) -> dict:
+        """Send a request and return its reply; pushes that come first are kept for `recv`."""
         await self.send(frame)
+        request_id = frame.get("id") if isinstance(frame, dict) else None
+        held = []
         while True:
-            reply = await self.recv()
-            if reply.get("type") != "ping":
+            output = await self.communicator.receive_output(RECEIVE_TIMEOUT)
+            assert output["type"] == "websocket.send", f"expected a reply, got {output} after {held}"
+            reply = json.loads(output["text"])
+            if reply.get("type") == "ping":
+                continue
+            if request_id is None or reply.get("id") == request_id or reply["type"] == "disconnect":
+                self.backlog.extend(held)
                 return reply
+            held.append(reply)
 
     async def expect_disconnect(self, code: int, reason: str | None = None) -> dict:
         """The `disconnect` frame, then the close with the same code."""
@@ -94,3 +112,38 @@ async def connect(ws_app):
     for socket in opened:
         if not socket.communicator.future.done():
             await socket.communicator.disconnect()
+
+
+@pytest.fixture(params=["memory", "redis", "redis-pubsub"])
+def backend(request):
+    """The embedded default (memory engine, in-memory layer), or Redis for both (either layer flavour)."""
+    reset_engines()
+    presence.LOCAL.clear()
+    if request.param == "memory":
+        yield "memory"
+    else:
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        flavour = "pubsub" if request.param == "redis-pubsub" else "core"
+        layers = redis_channel_layer(url, prefix, flavour=flavour)
+        with override_settings(CHANNEL_LAYERS=layers, REDIS_URL=url, REDIS_PREFIX=prefix):
+            yield "redis"
+    reset_engines()
+    presence.LOCAL.clear()
+
+
+@pytest.fixture
+def login(connect, make_user):
+    """Open an authenticated socket for a (new or given) user: `await login("ann")`."""
+    users = {}
+
+    async def open_for(username="ann", **kwargs):
+        if username not in users:
+            users[username] = await sync_to_async(make_user)(username)
+        access, _ = await sync_to_async(make_tokens)(users[username])
+        socket = await connect(token=access, **kwargs)
+        socket.welcome = await socket.recv_type("welcome")
+        socket.user = users[username]
+        return socket
+
+    return open_for

@@ -31,8 +31,8 @@ def test_default_namespaces_match_the_protocol_table():
     assert set(namespaces) == {"public", "room", "user"}
     assert namespaces["public"] == NAMESPACE_DEFAULTS
     assert namespaces["public"]["history_size"] == 100 and namespaces["public"]["history_ttl"] == 3600
-    assert namespaces["room"]["subscribe"] == "realtime.permissions.room_member"
-    assert namespaces["user"]["publish"] == "realtime.permissions.nobody"
+    assert namespaces["room"]["subscribe"] == "realtime.namespaces.room_member"
+    assert namespaces["user"]["publish"] == "realtime.namespaces.nobody"
     assert namespaces["user"]["history_ttl"] == 86400
     assert namespaces["user"]["presence"] is False and namespaces["user"]["join_leave"] is False
 

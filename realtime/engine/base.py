@@ -1,0 +1,171 @@
+"""The engine interface: channel history with positions, and presence.
+
+Two backends implement it: `MemoryEngine` (one process, the embedded default)
+and `RedisEngine` (many processes). One contract test suite runs against both
+(tests/integration/test_engine_contract.py).
+
+Publications are stored as their JSON text (the publication object of
+docs/protocol.md section 4), built once when published; replies and pushes
+splice that text in rather than serialising it again.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a channel's stream is: its epoch and newest offset (0 before the first publication)."""
+
+    epoch: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A publication just appended: its position and its JSON text."""
+
+    epoch: str
+    offset: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """Publications read from history, oldest first, with the channel's position.
+
+    `complete` is False when the requested position is in another epoch or has
+    fallen out of history: some publications after it are gone.
+    """
+
+    epoch: str
+    offset: int
+    publications: list[str] = field(default_factory=list)
+    complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """What a presence update changed: users whose first connection joined, or whose last left."""
+
+    joined: list[dict[str, Any]] = field(default_factory=list)
+    left: list[dict[str, Any]] = field(default_factory=list)
+
+
+def new_epoch() -> str:
+    """A fresh epoch: opaque, short, unlikely to repeat."""
+    return secrets.token_hex(4)
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch (the `ts` of a publication)."""
+    return int(time.time() * 1000)
+
+
+def publication_parts(channel: str, data: Any, user: int | None, ts: int) -> tuple[str, str]:
+    """The JSON text of a publication around its position: `head + '"epoch":..,"offset":..' + tail`.
+
+    `data` is serialised here, once; the backend only splices in the position.
+    """
+    head = '{"channel":' + json.dumps(channel) + ","
+    tail = (
+        ',"data":'
+        + json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        + ',"user":'
+        + ("null" if user is None else str(int(user)))
+        + ',"ts":'
+        + str(ts)
+        + "}"
+    )
+    return head, tail
+
+
+def count_members(users) -> list[dict[str, Any]]:
+    """One entry per user, with its number of connections, ordered by username then id."""
+    counts: dict[Any, int] = {}
+    info: dict[Any, dict[str, Any]] = {}
+    for user in users:
+        counts[user["id"]] = counts.get(user["id"], 0) + 1
+        info.setdefault(user["id"], user)
+    ordered = sorted(info.values(), key=lambda u: (str(u.get("username", "")), str(u["id"])))
+    return [{**user, "connections": counts[user["id"]]} for user in ordered]
+
+
+def splice_position(head: str, epoch: str, offset: int, tail: str) -> str:
+    """The publication text with its position in place."""
+    return f'{head}"epoch":"{epoch}","offset":{offset}{tail}'
+
+
+class Engine(ABC):
+    """History with positions and presence, for every channel."""
+
+    # ---------------------------------------------------------------- history
+
+    @abstractmethod
+    async def publish(self, channel: str, head: str, tail: str, *, size: int, ttl: int) -> Published:
+        """Give the publication the channel's next offset and append it to history, atomically.
+
+        `size` publications are kept (0: none), for `ttl` seconds after the last
+        publication (0: forever). A channel whose history is gone gets a new epoch.
+        """
+
+    @abstractmethod
+    async def position(self, channel: str, *, ttl: int) -> Position:
+        """The channel's epoch and newest offset (creating the epoch if the channel has none)."""
+
+    @abstractmethod
+    async def since(self, channel: str, epoch: str, offset: int, *, ttl: int, limit: int | None = None) -> Slice:
+        """Publications after `(epoch, offset)`, oldest first; at most `limit` (the oldest ones)."""
+
+    @abstractmethod
+    async def latest(self, channel: str, limit: int, *, ttl: int) -> Slice:
+        """The newest `limit` publications, oldest first."""
+
+    # ---------------------------------------------------------------- presence
+
+    @abstractmethod
+    async def presence_add(self, channel: str, session: str, user: dict[str, Any], *, ttl: float) -> PresenceChange:
+        """Mark a connection present on a channel for `ttl` seconds (re-adding the same session joins no one)."""
+
+    @abstractmethod
+    async def presence_remove(self, channel: str, session: str) -> PresenceChange:
+        """Remove a connection from a channel's presence now."""
+
+    @abstractmethod
+    async def presence_expire(self, channel: str, session: str, *, after: float) -> None:
+        """Let a dropped connection's presence lapse after `after` seconds unless it is added again."""
+
+    @abstractmethod
+    async def presence_touch(self, entries: dict[str, list[str]], *, ttl: float) -> None:
+        """Extend the presence of live connections: `{channel: [session, ...]}`."""
+
+    @abstractmethod
+    async def presence_prune(self, channel: str) -> PresenceChange:
+        """Drop lapsed entries (dead processes, drops not resumed) and report who left."""
+
+    @abstractmethod
+    async def presence_members(self, channel: str) -> list[dict[str, Any]]:
+        """One entry per present user: `{"id", "username", "connections"}`, by username.
+
+        A read: lapsed entries are left out but not pruned, so no `leave` is lost.
+        """
+
+    # ---------------------------------------------------------------- resumable sessions
+
+    @abstractmethod
+    async def save_session(self, session: str, state: str, *, ttl: float) -> None:
+        """Keep a dropped session's state (JSON text) for `ttl` seconds, for a resume on any process."""
+
+    @abstractmethod
+    async def take_session(self, session: str) -> str | None:
+        """The saved state of a session, removed as it is read (a session resumes once)."""
+
+    async def close(self) -> None:
+        """Release connections (tests and shutdown)."""
+        return None

@@ -1,0 +1,165 @@
+"""The in-memory engine: the embedded default for one process (runserver, a single daphne).
+
+Everything lives in this process's dicts; nothing awaits inside an update, so
+each operation is atomic on the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import Engine, Position, PresenceChange, Published, Slice, count_members, new_epoch, splice_position
+
+
+@dataclass
+class _Stream:
+    epoch: str
+    offset: int = 0
+    history: deque = field(default_factory=deque)
+    expires_at: float | None = None
+
+
+@dataclass
+class _Presence:
+    sessions: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
+    counts: dict[Any, int] = field(default_factory=dict)
+
+
+class MemoryEngine(Engine):
+    """History and presence in this process's memory."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock
+        self.streams: dict[str, _Stream] = {}
+        self.presence: dict[str, _Presence] = {}
+        self.sessions: dict[str, tuple[str, float]] = {}
+
+    def _stream(self, channel: str, ttl: int) -> _Stream:
+        stream = self.streams.get(channel)
+        if stream is None or (stream.expires_at is not None and self.clock() >= stream.expires_at):
+            # history gone (never there, or expired): a new epoch
+            stream = self.streams[channel] = _Stream(new_epoch())
+            stream.expires_at = self.clock() + ttl if ttl else None
+        return stream
+
+    def forget(self, channel: str | None = None) -> None:
+        """Lose stored history (all of it, or one channel's), as a Redis flush would."""
+        if channel is None:
+            self.streams.clear()
+        else:
+            self.streams.pop(channel, None)
+
+    async def publish(self, channel: str, head: str, tail: str, *, size: int, ttl: int) -> Published:
+        stream = self._stream(channel, ttl)
+        stream.offset += 1
+        text = splice_position(head, stream.epoch, stream.offset, tail)
+        if size:
+            if stream.history.maxlen != size:
+                stream.history = deque(stream.history, maxlen=size)
+            stream.history.append((stream.offset, text))
+        stream.expires_at = self.clock() + ttl if ttl else None
+        return Published(stream.epoch, stream.offset, text)
+
+    async def position(self, channel: str, *, ttl: int) -> Position:
+        stream = self._stream(channel, ttl)
+        return Position(stream.epoch, stream.offset)
+
+    async def since(self, channel: str, epoch: str, offset: int, *, ttl: int, limit: int | None = None) -> Slice:
+        stream = self._stream(channel, ttl)
+        if epoch != stream.epoch or offset > stream.offset:
+            return Slice(stream.epoch, stream.offset, [], complete=False)
+        items = [text for off, text in stream.history if off > offset]
+        complete = len(items) == stream.offset - offset
+        if limit is not None:
+            items = items[:limit]
+        return Slice(stream.epoch, stream.offset, items, complete)
+
+    async def latest(self, channel: str, limit: int, *, ttl: int) -> Slice:
+        stream = self._stream(channel, ttl)
+        items = [text for _, text in stream.history]
+        return Slice(stream.epoch, stream.offset, items[-limit:] if limit else [])
+
+    # ---------------------------------------------------------------- presence
+
+    def _prune(self, channel: str) -> tuple[_Presence, list[dict[str, Any]]]:
+        presence = self.presence.setdefault(channel, _Presence())
+        now = self.clock()
+        left = []
+        for session, (user, expires_at) in list(presence.sessions.items()):
+            if expires_at <= now:
+                del presence.sessions[session]
+                if self._decrement(presence, user):
+                    left.append(user)
+        return presence, left
+
+    @staticmethod
+    def _decrement(presence: _Presence, user: dict[str, Any]) -> bool:
+        count = presence.counts.get(user["id"], 0) - 1
+        if count <= 0:
+            presence.counts.pop(user["id"], None)
+            return True
+        presence.counts[user["id"]] = count
+        return False
+
+    async def presence_add(self, channel: str, session: str, user: dict[str, Any], *, ttl: float) -> PresenceChange:
+        presence, left = self._prune(channel)
+        joined = []
+        if session not in presence.sessions:
+            count = presence.counts.get(user["id"], 0) + 1
+            presence.counts[user["id"]] = count
+            if count == 1:
+                joined.append(user)
+        presence.sessions[session] = (user, self.clock() + ttl)
+        return PresenceChange(joined, left)
+
+    async def presence_remove(self, channel: str, session: str) -> PresenceChange:
+        presence, left = self._prune(channel)
+        entry = presence.sessions.pop(session, None)
+        if entry is not None and self._decrement(presence, entry[0]):
+            left.append(entry[0])
+        return PresenceChange([], left)
+
+    async def presence_expire(self, channel: str, session: str, *, after: float) -> None:
+        presence = self.presence.get(channel)
+        if presence is not None and session in presence.sessions:
+            user, _ = presence.sessions[session]
+            presence.sessions[session] = (user, self.clock() + after)
+
+    async def presence_touch(self, entries: dict[str, list[str]], *, ttl: float) -> None:
+        expires_at = self.clock() + ttl
+        for channel, sessions in entries.items():
+            presence = self.presence.get(channel)
+            if presence is None:
+                continue
+            for session in sessions:
+                if session in presence.sessions:
+                    presence.sessions[session] = (presence.sessions[session][0], expires_at)
+
+    async def presence_prune(self, channel: str) -> PresenceChange:
+        _, left = self._prune(channel)
+        return PresenceChange([], left)
+
+    async def presence_members(self, channel: str) -> list[dict[str, Any]]:
+        presence = self.presence.get(channel)
+        if presence is None:
+            return []
+        now = self.clock()
+        return count_members(user for user, expires_at in presence.sessions.values() if expires_at > now)
+
+    # ---------------------------------------------------------------- resumable sessions
+
+    async def save_session(self, session: str, state: str, *, ttl: float) -> None:
+        now = self.clock()
+        for key, (_, expires_at) in list(self.sessions.items()):  # keep the dict bounded
+            if expires_at <= now:
+                del self.sessions[key]
+        self.sessions[session] = (state, now + ttl)
+
+    async def take_session(self, session: str) -> str | None:
+        entry = self.sessions.pop(session, None)
+        if entry is None or entry[1] <= self.clock():
+            return None
+        return entry[0]

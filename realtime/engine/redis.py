@@ -1,0 +1,261 @@
+"""The Redis engine: history and presence shared by every server process.
+
+Per channel (all keys from `RedisEngine.key`):
+
+- `<prefix>:m:<channel>` hash `{epoch, offset}`: the stream's position.
+- `<prefix>:h:<channel>` list of publication texts, newest first, trimmed to the
+  history size. Offsets are contiguous, so the publication with offset `o` sits at
+  index `top - o`; reading "everything after `o`" is one LRANGE.
+- Both expire `ttl` seconds after the last publication. When the hash is gone
+  (expired, flushed, a Redis restarted without persistence) the next call creates
+  a new epoch, so clients holding old positions learn that history was lost.
+- `<prefix>:s:<session>`: a dropped session's subscriptions and positions, kept for
+  RESUME_WINDOW seconds and taken (GETDEL) by the socket that resumes it.
+- `<prefix>:pz:<channel>` sorted set session -> expiry (ms), `<prefix>:pi:<channel>`
+  hash session -> user JSON, `<prefix>:pc:<channel>` hash user id -> connections:
+  presence. Each live process extends its entries every NODE_HEARTBEAT, so the
+  entries of a process that died lapse on their own and are pruned (with `leave`).
+
+Every update is one Lua script, so it is atomic across processes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .base import Engine, Position, PresenceChange, Published, Slice, count_members, new_epoch, splice_position
+
+# KEYS: meta, list. ARGV: epoch candidate, size, ttl, head, tail.
+PUBLISH = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local size = tonumber(ARGV[2])
+if size > 0 then
+  redis.call('LPUSH', KEYS[2], ARGV[4] .. '"epoch":"' .. epoch .. '","offset":' .. offset .. ARGV[5])
+  redis.call('LTRIM', KEYS[2], 0, size - 1)
+end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return {epoch, offset}
+"""
+
+# KEYS: meta, list. ARGV: epoch candidate, ttl, mode ("pos" | "since" | "latest"), epoch, offset, limit.
+READ = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local top = 0
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
+else
+  top = tonumber(redis.call('HGET', KEYS[1], 'offset'))
+end
+local mode = ARGV[3]
+if mode == 'pos' then return {epoch, top, 1, {}} end
+if mode == 'latest' then
+  local limit = tonumber(ARGV[6])
+  if limit <= 0 then return {epoch, top, 1, {}} end
+  return {epoch, top, 1, redis.call('LRANGE', KEYS[2], 0, limit - 1)}
+end
+local since = tonumber(ARGV[5])
+if ARGV[4] ~= epoch or since > top then return {epoch, top, 0, {}} end
+local want = top - since
+if want == 0 then return {epoch, top, 1, {}} end
+local items = redis.call('LRANGE', KEYS[2], 0, want - 1)
+local complete = 0
+if #items == want then complete = 1 end
+return {epoch, top, complete, items}
+"""
+
+# Prune lapsed presence entries. KEYS: pz, pi, pc. ARGV: now (ms). Returns the users who left.
+_PRUNE = """
+local function prune(now)
+  local left = {}
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+  for _, session in ipairs(gone) do
+    local user = redis.call('HGET', KEYS[2], session)
+    redis.call('ZREM', KEYS[1], session)
+    redis.call('HDEL', KEYS[2], session)
+    if user then
+      local uid = cjson.decode(user)['id']
+      if redis.call('HINCRBY', KEYS[3], uid, -1) <= 0 then
+        redis.call('HDEL', KEYS[3], uid)
+        table.insert(left, user)
+      end
+    end
+  end
+  return left
+end
+"""
+
+# ARGV: now, session, user JSON, expiry. Returns {joined (0/1), left...}.
+PRESENCE_ADD = (
+    _PRUNE
+    + """
+local left = prune(ARGV[1])
+local joined = 0
+if redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  local uid = cjson.decode(ARGV[3])['id']
+  if redis.call('HINCRBY', KEYS[3], uid, 1) == 1 then joined = 1 end
+end
+return {joined, left}
+"""
+)
+
+# ARGV: now, session.
+PRESENCE_REMOVE = (
+    _PRUNE
+    + """
+local left = prune(ARGV[1])
+local user = redis.call('HGET', KEYS[2], ARGV[2])
+if redis.call('ZREM', KEYS[1], ARGV[2]) == 1 then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+  if user then
+    local uid = cjson.decode(user)['id']
+    if redis.call('HINCRBY', KEYS[3], uid, -1) <= 0 then
+      redis.call('HDEL', KEYS[3], uid)
+      table.insert(left, user)
+    end
+  end
+end
+return {0, left}
+"""
+)
+
+# ARGV: now.
+PRESENCE_PRUNE = (
+    _PRUNE
+    + """
+return {0, prune(ARGV[1])}
+"""
+)
+
+# ARGV: now. Returns the users of the live (not lapsed) sessions; prunes nothing, so a
+# `leave` is never swallowed by a read.
+PRESENCE_MEMBERS = """
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+if #live == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(live))
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisEngine(Engine):
+    """History and presence in Redis, shared by every process."""
+
+    def __init__(self, url: str, prefix: str = "rt") -> None:
+        self.prefix = prefix
+        self.redis = aioredis.Redis.from_url(url)
+        self._publish = self.redis.register_script(PUBLISH)
+        self._read = self.redis.register_script(READ)
+        self._presence_add = self.redis.register_script(PRESENCE_ADD)
+        self._presence_remove = self.redis.register_script(PRESENCE_REMOVE)
+        self._presence_prune = self.redis.register_script(PRESENCE_PRUNE)
+        self._presence_members = self.redis.register_script(PRESENCE_MEMBERS)
+
+    def key(self, kind: str, channel: str) -> str:
+        """The one place Redis keys are made: `<prefix>:<kind>:<channel>`."""
+        return f"{self.prefix}:{kind}:{channel}"
+
+    def _stream_keys(self, channel: str) -> list[str]:
+        return [self.key("m", channel), self.key("h", channel)]
+
+    def _presence_keys(self, channel: str) -> list[str]:
+        return [self.key("pz", channel), self.key("pi", channel), self.key("pc", channel)]
+
+    async def publish(self, channel: str, head: str, tail: str, *, size: int, ttl: int) -> Published:
+        epoch, offset = await self._publish(self._stream_keys(channel), [new_epoch(), size, ttl, head, tail])
+        epoch = _text(epoch)
+        return Published(epoch, int(offset), splice_position(head, epoch, int(offset), tail))
+
+    async def _read_stream(self, channel: str, ttl: int, mode: str, epoch="", offset=0, limit=0) -> Slice:
+        result = await self._read(self._stream_keys(channel), [new_epoch(), ttl, mode, epoch, offset, limit])
+        top_epoch, top, complete, items = result
+        publications = [_text(item) for item in reversed(items)]
+        return Slice(_text(top_epoch), int(top), publications, bool(complete))
+
+    async def position(self, channel: str, *, ttl: int) -> Position:
+        stream = await self._read_stream(channel, ttl, "pos")
+        return Position(stream.epoch, stream.offset)
+
+    async def since(self, channel: str, epoch: str, offset: int, *, ttl: int, limit: int | None = None) -> Slice:
+        stream = await self._read_stream(channel, ttl, "since", epoch, offset)
+        if limit is not None and len(stream.publications) > limit:
+            return Slice(stream.epoch, stream.offset, stream.publications[:limit], stream.complete)
+        return stream
+
+    async def latest(self, channel: str, limit: int, *, ttl: int) -> Slice:
+        return await self._read_stream(channel, ttl, "latest", limit=limit)
+
+    # ---------------------------------------------------------------- presence
+
+    async def _now_ms(self) -> int:
+        # Redis's clock, so every process agrees on expiry.
+        seconds, micros = await self.redis.time()
+        return seconds * 1000 + micros // 1000
+
+    @staticmethod
+    def _change(result) -> PresenceChange:
+        joined_flag, left = result
+        return PresenceChange([], [json.loads(_text(u)) for u in left]) if not joined_flag else None
+
+    async def presence_add(self, channel: str, session: str, user: dict[str, Any], *, ttl: float) -> PresenceChange:
+        now = await self._now_ms()
+        joined, left = await self._presence_add(
+            self._presence_keys(channel), [now, session, json.dumps(user), now + int(ttl * 1000)]
+        )
+        return PresenceChange([user] if joined else [], [json.loads(_text(u)) for u in left])
+
+    async def presence_remove(self, channel: str, session: str) -> PresenceChange:
+        _, left = await self._presence_remove(self._presence_keys(channel), [await self._now_ms(), session])
+        return PresenceChange([], [json.loads(_text(u)) for u in left])
+
+    async def presence_expire(self, channel: str, session: str, *, after: float) -> None:
+        now = await self._now_ms()
+        await self.redis.zadd(self.key("pz", channel), {session: now + int(after * 1000)}, xx=True)
+
+    async def presence_touch(self, entries: dict[str, list[str]], *, ttl: float) -> None:
+        if not entries:
+            return
+        expiry = await self._now_ms() + int(ttl * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, sessions in entries.items():
+                if sessions:
+                    pipe.zadd(self.key("pz", channel), dict.fromkeys(sessions, expiry), xx=True)
+            await pipe.execute()
+
+    async def presence_prune(self, channel: str) -> PresenceChange:
+        _, left = await self._presence_prune(self._presence_keys(channel), [await self._now_ms()])
+        return PresenceChange([], [json.loads(_text(u)) for u in left])
+
+    async def presence_members(self, channel: str) -> list[dict[str, Any]]:
+        users = await self._presence_members(self._presence_keys(channel), [await self._now_ms()])
+        return count_members(json.loads(_text(raw)) for raw in users if raw is not None)
+
+    # ---------------------------------------------------------------- resumable sessions
+
+    async def save_session(self, session: str, state: str, *, ttl: float) -> None:
+        await self.redis.set(self.key("s", session), state, px=max(1, int(ttl * 1000)))
+
+    async def take_session(self, session: str) -> str | None:
+        value = await self.redis.getdel(self.key("s", session))
+        return None if value is None else _text(value)
+
+    async def close(self) -> None:
+        await self.redis.aclose()

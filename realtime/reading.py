@@ -1,0 +1,27 @@
+"""Reading history and presence: shared by the socket handlers and the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .engine import Slice, get_engine
+from .exceptions import PermissionDenied
+from .namespaces import Namespace
+from .protocol import Position
+from .subscriptions import backing_service
+
+
+async def read_history(channel: str, namespace: Namespace, since: Position | None, limit: int | None) -> Slice:
+    """Publications after `since` (the oldest `limit` of them), or the newest `limit` (default: all kept)."""
+    engine = get_engine()
+    if since is not None:
+        return await engine.since(channel, since.epoch, since.offset, ttl=namespace.history_ttl, limit=limit)
+    return await engine.latest(channel, limit or namespace.history_size, ttl=namespace.history_ttl)
+
+
+async def read_presence(channel: str, namespace: Namespace, request_id=None) -> list[dict[str, Any]]:
+    """The channel's members, one entry per user; `permission_denied` where the namespace has no presence."""
+    if not namespace.presence:
+        raise PermissionDenied(f"Namespace {namespace.name!r} has no presence.", request_id=request_id)
+    async with backing_service(request_id):
+        return await get_engine().presence_members(channel)

@@ -1,0 +1,243 @@
+"""A connection's subscriptions: subscribe, deliver in order, fill gaps, leave.
+
+The channel layer is a transport, not a store: it may drop or repeat. Each
+subscription remembers the last offset delivered; a live message at exactly the
+next offset goes out as is (the pre-serialised frame, no parsing), an older one is
+a duplicate and dropped, and one that skips ahead is preceded by the missing
+publications read from history. When history cannot fill the gap (trimmed, or a
+new epoch after lost data) the subscription ends with `unsubscribed` reason
+`insufficient_state`: the client resubscribes with `recover` and learns
+`recovered: false`.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+from django.db import DatabaseError
+
+from . import presence, protocol
+from .engine import Slice, get_engine
+from .exceptions import AlreadySubscribed, LimitExceeded, NotSubscribed, PermissionDenied, RealtimeError, Unavailable
+from .namespaces import Namespace, resolve
+from .publish import channel_group, message_frame
+
+if TYPE_CHECKING:
+    from .consumers import RealtimeConsumer
+
+logger = logging.getLogger(__name__)
+
+INSUFFICIENT_STATE = "insufficient_state"
+
+
+@dataclass(slots=True)
+class Subscription:
+    """One channel this connection receives: the last position delivered."""
+
+    channel: str
+    namespace: Namespace
+    epoch: str
+    offset: int
+
+
+# Failures of a backing service: the client gets `unavailable` and may retry.
+SERVICE_ERRORS = (OSError, redis.RedisError, DatabaseError)
+
+
+@asynccontextmanager
+async def backing_service(request_id=None):
+    """Turn a failure of Redis or the database into `unavailable` (the details go to the log)."""
+    try:
+        yield
+    except SERVICE_ERRORS as exc:
+        logger.warning("backing service failed: %r", exc)
+        raise Unavailable(request_id=request_id) from exc
+
+
+def with_id(exc: RealtimeError, request_id) -> RealtimeError:
+    """Attach the request id to an error raised below the handler."""
+    exc.request_id = request_id
+    return exc
+
+
+class Subscriptions:
+    """The subscriptions of one connection, and publish permissions it has already checked."""
+
+    def __init__(self, consumer: RealtimeConsumer) -> None:
+        self.consumer = consumer
+        self.active: dict[str, Subscription] = {}
+        self.may_publish: dict[str, bool] = {}
+
+    def user_info(self) -> dict[str, Any]:
+        user = self.consumer.user
+        return {"id": user.pk, "username": user.get_username()}
+
+    async def resolve(self, channel: str, request_id) -> tuple[Namespace, str]:
+        """The channel's namespace, or an error carrying the request id."""
+        try:
+            return resolve(channel)
+        except RealtimeError as exc:
+            raise with_id(exc, request_id) from None
+
+    async def check_subscribe(self, namespace: Namespace, name: str, request_id) -> None:
+        """Raise `permission_denied` unless the namespace lets this user subscribe (read history, presence)."""
+        async with backing_service(request_id):
+            allowed = await namespace.subscribe(self.consumer.user, name)
+        if not allowed:
+            raise PermissionDenied(f"You may not subscribe to {namespace.name}:{name}.", request_id=request_id)
+
+    async def check_publish(self, namespace: Namespace, name: str, channel: str, request_id) -> None:
+        """Raise `permission_denied` unless this user may publish here; the answer is kept per connection."""
+        allowed = self.may_publish.get(channel)
+        if allowed is None:
+            async with backing_service(request_id):
+                allowed = await namespace.publish(self.consumer.user, name)
+            self.may_publish[channel] = allowed
+        if not allowed:
+            raise PermissionDenied(f"You may not publish to {channel}.", request_id=request_id)
+
+    # ---------------------------------------------------------------- requests
+
+    async def subscribe(self, request: protocol.Subscribe) -> None:
+        """`subscribe`: checks, then join the channel (replying `subscribed`)."""
+        channel, rid = request.channel, request.id
+        namespace, name = await self.resolve(channel, rid)
+        if channel in self.active:
+            raise AlreadySubscribed(request_id=rid)
+        if len(self.active) >= self.consumer.settings["MAX_SUBSCRIPTIONS"]:
+            raise LimitExceeded(request_id=rid)
+        await self.check_subscribe(namespace, name, rid)
+        await self.join(channel, namespace, request.recover, rid)
+
+    async def join(self, channel: str, namespace: Namespace, recover: protocol.Position | None, rid=None) -> None:
+        """Join the channel's group first, then read the position, so nothing falls between; send `subscribed`."""
+        layer = self.consumer.channel_layer
+        await layer.group_add(channel_group(channel), self.consumer.channel_name)
+        try:
+            async with backing_service(rid):
+                stream = await self._read(channel, namespace, recover)
+        except BaseException:
+            await layer.group_discard(channel_group(channel), self.consumer.channel_name)
+            raise
+        self.active[channel] = Subscription(channel, namespace, stream.epoch, stream.offset)
+        recovered = recover is not None and stream.complete
+        self.consumer.send_text(
+            protocol.encode_with_publications(
+                protocol.subscribed(rid, channel, stream.epoch, stream.offset, recovered, None), stream.publications
+            )
+        )
+        if namespace.presence:
+            async with backing_service():
+                change = await presence.add(channel, self.consumer.session_id, self.user_info())
+                if namespace.join_leave:
+                    await presence.announce(channel, change)
+
+    def positions(self) -> dict[str, list]:
+        """Each subscribed channel's last delivered position, `{channel: [epoch, offset]}` (for a resume)."""
+        return {channel: [sub.epoch, sub.offset] for channel, sub in self.active.items()}
+
+    async def restore(self, positions: dict[str, list]) -> None:
+        """A resumed session: every subscription back, each `subscribed` (no id) with what it missed.
+
+        Rules are checked again: a channel the user may no longer read ends with `unsubscribed`.
+        """
+        for channel, (epoch, offset) in positions.items():
+            try:
+                namespace, name = resolve(channel)
+                allowed = await namespace.subscribe(self.consumer.user, name)
+                if not allowed:
+                    self.consumer.send_frame(protocol.unsubscribed(None, channel, "removed"))
+                    continue
+                await self.join(channel, namespace, protocol.Position(epoch, offset))
+            except RealtimeError as exc:
+                logger.warning("could not restore %s for %s: %s", channel, self.consumer.session_id, exc)
+                self.consumer.send_frame(protocol.unsubscribed(None, channel, INSUFFICIENT_STATE))
+
+    async def _read(self, channel: str, namespace: Namespace, recover: protocol.Position | None) -> Slice:
+        engine = get_engine()
+        if recover is None:
+            position = await engine.position(channel, ttl=namespace.history_ttl)
+            return Slice(position.epoch, position.offset, [], False)
+        return await engine.since(channel, recover.epoch, recover.offset, ttl=namespace.history_ttl)
+
+    async def unsubscribe(self, request: protocol.Unsubscribe) -> None:
+        """`unsubscribe`: leave the channel now."""
+        await self.resolve(request.channel, request.id)
+        if request.channel not in self.active:
+            raise NotSubscribed(request_id=request.id)
+        await self.leave(request.channel, dropped=False)
+        self.consumer.send_frame(protocol.unsubscribed(request.id, request.channel))
+
+    async def leave(self, channel: str, *, dropped: bool) -> None:
+        """Forget a subscription; a dropped socket keeps its presence for the grace period."""
+        sub = self.active.pop(channel, None)
+        if sub is None:
+            return
+        await self.consumer.channel_layer.group_discard(channel_group(channel), self.consumer.channel_name)
+        if sub.namespace.presence:
+            try:
+                if dropped:
+                    await presence.drop(channel, self.consumer.session_id)
+                else:
+                    change = await presence.remove(channel, self.consumer.session_id)
+                    if sub.namespace.join_leave:
+                        await presence.announce(channel, change)
+            except Exception:  # presence is advisory: its entry lapses on its own
+                logger.exception("presence update of %s on %s failed", self.consumer.session_id, channel)
+
+    async def end(self, channel: str, reason: str) -> None:
+        """The server ends a subscription (membership removed, state lost): push `unsubscribed` with a reason."""
+        self.may_publish.pop(channel, None)
+        if channel in self.active:
+            await self.leave(channel, dropped=False)
+            self.consumer.send_frame(protocol.unsubscribed(None, channel, reason))
+
+    async def close(self) -> None:
+        """The socket is gone: leave every channel, keeping presence for the grace period."""
+        for channel in list(self.active):
+            await self.leave(channel, dropped=True)
+
+    # ---------------------------------------------------------------- delivery
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """A live publication from the channel layer: in order, once, gaps filled from history."""
+        sub = self.active.get(event["channel"])
+        if sub is None:
+            return  # unsubscribed meanwhile
+        offset = event["offset"]
+        if event["epoch"] == sub.epoch:
+            if offset <= sub.offset:
+                return  # a duplicate, or already replayed in `subscribed`
+            if offset == sub.offset + 1:
+                sub.offset = offset
+                self.consumer.send_text(event["frame"])
+                return
+        await self.fill(sub, event)
+
+    async def fill(self, sub: Subscription, event: dict[str, Any]) -> None:
+        """Deliver what history holds after the subscription's position (the live message included)."""
+        try:
+            stream = await get_engine().since(sub.channel, sub.epoch, sub.offset, ttl=sub.namespace.history_ttl)
+        except Exception:
+            logger.exception("history read for the gap on %s failed", sub.channel)
+            stream = None
+        if stream is None or not stream.complete:
+            await self.end(sub.channel, INSUFFICIENT_STATE)
+            return
+        for text in stream.publications:
+            sub.offset += 1
+            self.consumer.send_text(message_frame(text))
+
+    def presence_event(self, event: dict[str, Any]) -> None:
+        """`join`/`leave` pushes for a subscribed channel whose namespace announces them."""
+        sub = self.active.get(event["channel"])
+        if sub is None or not sub.namespace.join_leave:
+            return
+        for user in event["left"]:
+            self.consumer.send_frame(protocol.leave(sub.channel, user))
+        for user in event["joined"]:
+            self.consumer.send_frame(protocol.join(sub.channel, user))

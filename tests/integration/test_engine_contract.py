@@ -1,0 +1,195 @@
+"""One contract, two backends: every engine test runs on the in-memory and the Redis engine."""
+
+import json
+
+import pytest
+
+from realtime.engine.base import publication_parts
+from realtime.engine.memory import MemoryEngine
+from realtime.engine.redis import RedisEngine
+
+pytestmark = pytest.mark.integration
+
+USER = {"id": 7, "username": "ann"}
+BOB = {"id": 8, "username": "bob"}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def engine(request):
+    if request.param == "memory":
+        yield MemoryEngine()
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = request.getfixturevalue("redis_prefix")
+    engine = RedisEngine(url, prefix)
+    yield engine
+    await engine.close()
+
+
+async def lose_history(engine, channel):
+    """What a Redis flush or restart does to a channel's stored stream."""
+    if isinstance(engine, MemoryEngine):
+        engine.forget(channel)
+    else:
+        await engine.redis.delete(engine.key("m", channel), engine.key("h", channel))
+
+
+async def publish(engine, channel, data, *, size=100, ttl=3600, user=7):
+    head, tail = publication_parts(channel, data, user, 1234)
+    return await engine.publish(channel, head, tail, size=size, ttl=ttl)
+
+
+async def test_offsets_grow_by_one_under_one_epoch(engine):
+    first = await publish(engine, "public:a", {"n": 1})
+    second = await publish(engine, "public:a", {"n": 2})
+    assert (first.offset, second.offset) == (1, 2)
+    assert first.epoch == second.epoch
+    assert json.loads(second.text) == {
+        "channel": "public:a",
+        "epoch": first.epoch,
+        "offset": 2,
+        "data": {"n": 2},
+        "user": 7,
+        "ts": 1234,
+    }
+    other = await publish(engine, "public:b", "x", user=None)
+    assert other.offset == 1 and json.loads(other.text)["user"] is None
+
+
+async def test_position_before_any_publication(engine):
+    position = await engine.position("public:new", ttl=60)
+    assert position.offset == 0 and position.epoch
+    assert (await engine.position("public:new", ttl=60)).epoch == position.epoch
+    assert (await publish(engine, "public:new", 1)).epoch == position.epoch
+
+
+async def test_since_returns_what_follows_oldest_first(engine):
+    pubs = [await publish(engine, "public:a", i) for i in range(5)]
+    epoch = pubs[0].epoch
+    stream = await engine.since("public:a", epoch, 2, ttl=3600)
+    assert stream.complete and stream.offset == 5 and stream.epoch == epoch
+    assert [json.loads(t)["data"] for t in stream.publications] == [2, 3, 4]
+    limited = await engine.since("public:a", epoch, 0, ttl=3600, limit=2)
+    assert [json.loads(t)["offset"] for t in limited.publications] == [1, 2]
+    assert (await engine.since("public:a", epoch, 5, ttl=3600)).publications == []
+
+
+async def test_since_another_epoch_or_the_future_is_incomplete(engine):
+    await publish(engine, "public:a", 1)
+    wrong = await engine.since("public:a", "not-the-epoch", 0, ttl=3600)
+    assert not wrong.complete and wrong.publications == [] and wrong.offset == 1
+    position = await engine.position("public:a", ttl=3600)
+    future = await engine.since("public:a", position.epoch, 9, ttl=3600)
+    assert not future.complete
+
+
+async def test_history_is_trimmed_to_its_size(engine):
+    for i in range(10):
+        await publish(engine, "public:a", i, size=3)
+    position = await engine.position("public:a", ttl=3600)
+    latest = await engine.latest("public:a", 100, ttl=3600)
+    assert [json.loads(t)["offset"] for t in latest.publications] == [8, 9, 10]
+    trimmed = await engine.since("public:a", position.epoch, 2, ttl=3600)
+    assert not trimmed.complete
+    assert [json.loads(t)["offset"] for t in trimmed.publications] == [8, 9, 10]
+    assert (await engine.since("public:a", position.epoch, 7, ttl=3600)).complete
+
+
+async def test_latest_limit(engine):
+    for i in range(5):
+        await publish(engine, "public:a", i)
+    latest = await engine.latest("public:a", 2, ttl=3600)
+    assert [json.loads(t)["offset"] for t in latest.publications] == [4, 5]
+    assert latest.offset == 5
+    assert (await engine.latest("public:a", 0, ttl=3600)).publications == []
+
+
+async def test_no_history_still_counts_offsets(engine):
+    await publish(engine, "public:a", 1, size=0)
+    second = await publish(engine, "public:a", 2, size=0)
+    assert second.offset == 2
+    assert (await engine.latest("public:a", 10, ttl=3600)).publications == []
+
+
+async def test_lost_history_means_a_new_epoch(engine):
+    old = await publish(engine, "public:a", 1)
+    await lose_history(engine, "public:a")
+    new = await publish(engine, "public:a", 2)
+    assert new.epoch != old.epoch and new.offset == 1
+    stream = await engine.since("public:a", old.epoch, 1, ttl=3600)
+    assert not stream.complete and stream.epoch == new.epoch
+
+
+async def test_history_expires_after_its_ttl(redis_url, redis_prefix):
+    clock = Clock()
+    engine = MemoryEngine(clock=clock)
+    old = await publish(engine, "public:a", 1, ttl=10)
+    clock.now += 11
+    assert (await engine.position("public:a", ttl=10)).epoch != old.epoch
+    # Redis: the keys carry the TTL
+    redis_engine = RedisEngine(redis_url, redis_prefix)
+    await publish(redis_engine, "public:a", 1, ttl=10)
+    assert 0 < await redis_engine.redis.ttl(redis_engine.key("h", "public:a")) <= 10
+    assert 0 < await redis_engine.redis.ttl(redis_engine.key("m", "public:a")) <= 10
+    await redis_engine.close()
+
+
+# ---------------------------------------------------------------- presence
+
+
+async def test_presence_counts_connections_per_user(engine):
+    assert (await engine.presence_add("public:a", "s1", USER, ttl=30)).joined == [USER]
+    assert (await engine.presence_add("public:a", "s2", USER, ttl=30)).joined == []
+    assert (await engine.presence_add("public:a", "s3", BOB, ttl=30)).joined == [BOB]
+    assert (await engine.presence_add("public:a", "s1", USER, ttl=30)).joined == []  # the same session again
+    members = await engine.presence_members("public:a")
+    assert members == [{**USER, "connections": 2}, {**BOB, "connections": 1}]
+    assert (await engine.presence_remove("public:a", "s1")).left == []
+    assert (await engine.presence_remove("public:a", "s2")).left == [USER]
+    assert (await engine.presence_remove("public:a", "s2")).left == []  # already gone
+    assert await engine.presence_members("public:a") == [{**BOB, "connections": 1}]
+    assert await engine.presence_members("public:empty") == []
+
+
+async def test_presence_lapses_unless_touched(engine):
+    await engine.presence_add("public:a", "s1", USER, ttl=30)
+    await engine.presence_add("public:a", "s2", BOB, ttl=30)
+    await engine.presence_expire("public:a", "s1", after=0)
+    await engine.presence_touch({"public:a": ["s2"], "public:none": ["x"]}, ttl=30)
+    change = await engine.presence_prune("public:a")
+    assert change.left == [USER]
+    assert await engine.presence_members("public:a") == [{**BOB, "connections": 1}]
+
+
+async def test_a_lapsed_entry_added_again_joins_again(engine):
+    await engine.presence_add("public:a", "s1", USER, ttl=30)
+    await engine.presence_expire("public:a", "s1", after=0)
+    change = await engine.presence_add("public:a", "s2", USER, ttl=30)
+    assert change.left == [USER] and change.joined == [USER]
+
+
+async def test_expiring_an_absent_session_does_nothing(engine):
+    await engine.presence_expire("public:a", "ghost", after=0)
+    await engine.presence_touch({}, ttl=30)
+    assert await engine.presence_members("public:a") == []
+
+
+async def test_reading_members_does_not_swallow_a_leave(engine):
+    await engine.presence_add("public:a", "s1", USER, ttl=30)
+    await engine.presence_expire("public:a", "s1", after=0)
+    assert await engine.presence_members("public:a") == []
+    assert (await engine.presence_prune("public:a")).left == [USER]
+
+
+async def test_members_are_ordered_by_username(engine):
+    await engine.presence_add("public:a", "s1", BOB, ttl=30)
+    await engine.presence_add("public:a", "s2", USER, ttl=30)
+    assert [m["username"] for m in await engine.presence_members("public:a")] == ["ann", "bob"]
