@@ -6,6 +6,10 @@
    autobahn's lower-level `sendCloseFrame`.
 2. Shutdown. The accepted sockets are tracked so that a shutdown can wait for
    their close handshakes (`wait_closed`).
+   The closing handshake may wait CLOSE_HANDSHAKE_TIMEOUT seconds instead of
+   autobahn's 1 s: a client cut off as too slow (4013) has megabytes in kernel
+   buffers before the `disconnect` frame, and after 1 s autobahn would reset the
+   connection, so the client would never learn why it was closed.
 3. Backpressure: `await send(...)` of a WebSocket frame waits while the socket's
    write buffer is full.
 
@@ -86,6 +90,8 @@ async def wait_writable(protocol: Any) -> None:
         await waiter
 
 
+CLOSE_HANDSHAKE_TIMEOUT = 30.0
+
 # The WebSocket protocols this process accepted, so a shutdown can wait for their close.
 _accepted: weakref.WeakSet = weakref.WeakSet()
 
@@ -133,6 +139,7 @@ def install() -> bool:
             await wait_writable(protocol)
         elif kind == "websocket.accept":
             _accepted.add(protocol)
+            protocol.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT
 
     handle_reply.backpressure = True
     Server.handle_reply = handle_reply

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import presence
 from .engine import Slice, get_engine
 from .exceptions import PermissionDenied
 from .namespaces import Namespace
@@ -24,4 +25,7 @@ async def read_presence(channel: str, namespace: Namespace, request_id=None) -> 
     if not namespace.presence:
         raise PermissionDenied(f"Namespace {namespace.name!r} has no presence.", request_id=request_id)
     async with backing_service(request_id):
+        # Lapsed entries (a dead process, a drop past its grace) go first, with their
+        # `leave` announced: a read must not be what hides a departure.
+        await presence.prune(channel)
         return await get_engine().presence_members(channel)

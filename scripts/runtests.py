@@ -5,7 +5,9 @@ on a free port for this run only (stopped afterwards); otherwise exit with how
 to install Redis. Tests reach it through `TEST_REDIS_URL`; the project itself
 runs with its embedded defaults unless a test asks for Redis.
 
-Extra arguments go to pytest, e.g. `make test ARGS="-k healthz"`.
+Extra arguments go to pytest, e.g. `make test ARGS="-k healthz"`. The suite runs
+on `TEST_WORKERS` pytest-xdist workers (default: 2, or 1 on a one-core machine);
+the end-to-end tests stay together on one worker.
 """
 
 from __future__ import annotations
@@ -86,8 +88,10 @@ def main(argv: list[str]) -> int:
             private, url = start_private_redis(workdir)
             print(f"Tests use a private redis-server at {url}")
         env["TEST_REDIS_URL"] = url
+        workers = int(env.get("TEST_WORKERS") or min(2, os.cpu_count() or 1))
+        parallel = ["-n", str(workers), "--dist", "loadgroup"] if workers > 1 else ["-p", "no:xdist"]
         try:
-            return subprocess.call([sys.executable, "-m", "pytest", *argv], cwd=ROOT, env=env)
+            return subprocess.call([sys.executable, "-m", "pytest", *parallel, *argv], cwd=ROOT, env=env)
         finally:
             if private is not None:
                 private.terminate()

@@ -134,3 +134,125 @@ class Client:
             await self.ws.close()
         except (ConnectionClosed, OSError):
             pass
+
+
+class Inbox:
+    """Every frame of one `Client`, read by a background task, for tests that send and receive at once.
+
+    Replies resolve the request that carried their `id`; every frame but the server's
+    heartbeat pings is kept in `frames`, in arrival order, so a test can look at how
+    replies and pushes interleave. `wait_for(predicate)` waits until the predicate
+    holds, woken by each new frame (bounded by a timeout, never polling). While an
+    Inbox runs it is the client's only reader: do not call `Client.recv` meanwhile.
+    """
+
+    def __init__(self, client: Client, name: str = "") -> None:
+        self.client = client
+        self.name = name or "inbox"
+        self.frames: list[dict[str, Any]] = []
+        self.closed: ConnectionClosed | None = None
+        self.last_offset: dict[str, int] = {}  # channel -> offset of the newest `message` frame
+        self._pending: dict[Any, asyncio.Future] = {}
+        self._waiters: list[asyncio.Future] = []
+        self._ids = 0
+        self._task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                raw = await self.client.ws.recv()
+                frame = json.loads(raw)
+                if frame == {"type": "ping"}:
+                    continue
+                self.frames.append(frame)
+                if frame.get("type") == "message":
+                    self.last_offset[frame["channel"]] = frame["offset"]
+                future = self._pending.pop(frame.get("id"), None) if "id" in frame else None
+                if future is not None and not future.done():
+                    future.set_result(frame)
+                self._wake()
+        except ConnectionClosed as exc:
+            self.closed = exc
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError(f"{self.name}: connection closed before the reply"))
+            self._pending.clear()
+            self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def next_id(self) -> str:
+        """A request id unique on this connection."""
+        self._ids += 1
+        return f"{self.name}-{self._ids}"
+
+    async def start(self, frame: dict[str, Any]) -> asyncio.Future:
+        """Send a request (an `id` is added when missing) and return the future of its reply."""
+        frame = dict(frame)
+        frame.setdefault("id", self.next_id())
+        future = asyncio.get_running_loop().create_future()
+        self._pending[frame["id"]] = future
+        await self.client.send(frame)
+        return future
+
+    async def request(self, frame: dict[str, Any], timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        """Send a request and wait (at most `timeout`) for its reply."""
+        future = await self.start(frame)
+        async with asyncio.timeout(timeout):
+            return await future
+
+    async def wait_for(self, predicate: Any, timeout: float = RECV_TIMEOUT, what: str = "") -> None:
+        """Wait until `predicate()` is true, re-checked on each frame; fail after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.closed is not None:
+                raise AssertionError(f"{self.name}: closed ({self.closed}) while waiting for {what or predicate}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                tail = self.frames[-3:]
+                raise AssertionError(f"{self.name}: no {what or predicate} within {timeout} s; last frames {tail}")
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(remaining):
+                    await waiter
+            except TimeoutError:
+                pass
+
+    async def wait_frame(self, match: dict[str, Any], timeout: float = RECV_TIMEOUT, start: int = 0) -> dict:
+        """The first frame from index `start` on whose items include all of `match` (waiting for it)."""
+        found: list[dict[str, Any]] = []
+        checked = [start]  # frames before this index did not match: scan each frame once
+
+        def seen() -> bool:
+            frames = self.frames
+            for index in range(checked[0], len(frames)):
+                if all(frames[index].get(key) == value for key, value in match.items()):
+                    found.append(frames[index])
+                    return True
+            checked[0] = len(frames)
+            return False
+
+        await self.wait_for(seen, timeout, what=f"frame {match}")
+        return found[0]
+
+    def of_type(self, kind: str, channel: str | None = None, start: int = 0) -> list[dict[str, Any]]:
+        """The frames of one type (and channel) received so far, from index `start`."""
+        return [
+            frame
+            for frame in self.frames[start:]
+            if frame.get("type") == kind and (channel is None or frame.get("channel") == channel)
+        ]
+
+    async def stop(self) -> None:
+        """Stop reading (the connection stays as it is)."""
+        self._task.cancel()
+        try:
+            await self._task
+        except (asyncio.CancelledError, Exception):
+            pass

@@ -30,6 +30,15 @@ from .servers import DaphneServer, database_url, server_env
 _TIMINGS: list[tuple[str, str, float]] = []
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every end-to-end test: one xdist worker runs them one after another (`--dist loadgroup`),
+    so server processes of two tests never compete for the machine's cores."""
+    for item in items:
+        if "/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the recorded timings (never asserted: they depend on the machine)."""
     if not _TIMINGS:

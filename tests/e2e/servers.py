@@ -288,3 +288,11 @@ def server_env(
     )
     env.update({key: str(value) for key, value in (extra or {}).items()})
     return env
+
+
+def proc_status_kib(pid: int, field: str = "VmRSS") -> int:
+    """A `kB` figure of `/proc/<pid>/status` (Linux): `VmRSS` (resident now) or `VmHWM` (its peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise LookupError(f"no {field} in /proc/{pid}/status")

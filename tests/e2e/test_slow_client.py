@@ -1,0 +1,154 @@
+"""A client that stops reading is cut off (4013) and the server's memory stays bounded.
+
+One real daphne with a 64 KiB send queue per connection. The slow client is a
+real WebSocket client whose TCP receive buffer is tiny (SO_RCVBUF set before
+connecting, so the kernel does not autotune it to megabytes) and whose
+`websockets` connection stops reading from the transport after one queued frame:
+once it stops calling `recv`, nothing more leaves the server's buffers. 20 MB are
+then published to its channel; the daphne process's resident memory must grow by
+far less than that (the property under test is the bound, not a speed), and when
+the client reads again it finds `disconnect` 4013 and the close 4013. A normal
+subscriber on the same channel meanwhile gets every publication, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from realtime.models import Connection
+
+from .client import Client, Inbox
+from .servers import HOST, DaphneServer, proc_status_kib
+
+pytestmark = [pytest.mark.e2e]
+
+QUEUE_BYTES = 65536
+SLOW_ENV = {"REALTIME_SEND_QUEUE_BYTES": QUEUE_BYTES, "REALTIME_RATE": 10000, "REALTIME_RATE_BURST": 10000}
+CHANNEL = "public:firehose"
+COUNT = 2000
+PAYLOAD = 10_000  # bytes of padding per publication: 2,000 x 10 KB = 20 MB published
+LAG = 4  # publications the publisher may be ahead of the normal subscriber (it must keep up, not race)
+RCVBUF = 4096
+WAIT = 30.0  # a bound on waiting, never a measurement
+SAMPLE_EVERY = 100  # publications between RSS samples
+
+
+async def slow_client(server: DaphneServer, token: str) -> Client:
+    """A WebSocket client that really stops reading when it stops calling `recv`.
+
+    Its socket's receive buffer is set small before the connection is made, and its
+    `websockets` connection pauses the transport once one frame is queued
+    (`max_queue=1`), so unread frames back up into the server.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (HOST, server.port))
+    ws = await connect(
+        server.ws_url,
+        sock=sock,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        open_timeout=10,
+        close_timeout=2,
+        proxy=None,
+        compression=None,
+        ping_interval=None,
+        max_size=None,
+        max_queue=1,
+    )
+    return Client(ws)
+
+
+def rss_kib(pid: int) -> int:
+    """The process's resident set size now, in KiB."""
+    return proc_status_kib(pid, "VmRSS")
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_memory_stays_bounded(servers, ws, new_user, tokens, timings):
+    """2,000 publications of 10 KB to a channel whose subscriber stopped reading: RSS growth < 25 % of
+    the 20 MB published, `disconnect` 4013 + close 4013 once it reads, and another subscriber gets all."""
+    (server,) = await servers(1, **SLOW_ENV)
+    slow_user, normal_user, publisher_user = [await new_user(name) for name in ("slow", "normal", "pub")]
+
+    slow = await slow_client(server, (await tokens(slow_user))[0])
+    welcome = await slow.recv_type("welcome")
+    reply = await slow.request({"type": "subscribe", "id": "s", "channel": CHANNEL})
+    assert reply["type"] == "subscribed" and reply["offset"] == 0, reply
+    # From here on the slow client does not read.
+
+    normal = Inbox(await ws(server, token=(await tokens(normal_user))[0], welcome=True), "normal")
+    reply = await normal.request({"type": "subscribe", "channel": CHANNEL})
+    assert reply["type"] == "subscribed" and reply["offset"] == 0, reply
+    publisher = Inbox(await ws(server, token=(await tokens(publisher_user))[0], welcome=True), "publisher")
+
+    before = rss_kib(server.pid)
+    peak_before = proc_status_kib(server.pid, "VmHWM")
+    samples = [before]
+    published_bytes = 0
+    pad = "x" * PAYLOAD
+    started = time.monotonic()
+    for n in range(1, COUNT + 1):
+        # The normal subscriber must keep up: the publisher waits for it, never for the slow one.
+        await normal.wait_for(lambda n=n: normal.last_offset.get(CHANNEL, 0) >= n - LAG, WAIT, f"offset {n - LAG}")
+        await publisher.start({"type": "publish", "channel": CHANNEL, "data": {"n": n, "pad": pad}})
+        published_bytes += PAYLOAD
+        if n % SAMPLE_EVERY == 0:
+            samples.append(rss_kib(server.pid))
+    await normal.wait_for(lambda: normal.last_offset.get(CHANNEL, 0) >= COUNT, WAIT, f"offset {COUNT}")
+    timings(f"{COUNT} x {PAYLOAD} B published and delivered to the normal subscriber", time.monotonic() - started)
+    samples.append(rss_kib(server.pid))
+    peak_after = proc_status_kib(server.pid, "VmHWM")
+
+    growth = (max(samples) - before) * 1024
+    print(
+        f"daphne RSS before {before} KiB, max during {max(samples)} KiB, after {samples[-1]} KiB; "
+        f"VmHWM {peak_before} -> {peak_after} KiB; growth {growth / 1e6:.2f} MB of {published_bytes / 1e6:.0f} MB"
+    )
+    assert growth < 0.25 * published_bytes, f"RSS grew {growth} bytes for {published_bytes} bytes published"
+
+    # The normal subscriber: every publication, in order, once, intact.
+    messages = normal.of_type("message", CHANNEL)
+    assert [m["offset"] for m in messages] == list(range(1, COUNT + 1))
+    assert all(m["data"] == {"n": m["offset"], "pad": pad} for m in messages)
+    published = publisher.of_type("published")
+    assert sorted(p["offset"] for p in published) == list(range(1, COUNT + 1)), publisher.frames[-3:]
+
+    # The slow client reads again: what was already in the buffers, then `disconnect` 4013 and the close.
+    offsets: list[int] = []
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            frame = await slow.recv(max(0.1, deadline - time.monotonic()))
+        except (ConnectionClosed, OSError) as exc:
+            pytest.fail(
+                f"the connection ended without `disconnect` 4013 and a close frame ({exc!r}), after "
+                f"{len(offsets)} messages (offsets {offsets[:1]}..{offsets[-1:]}): the slow client never learns "
+                "why it was cut off"
+            )
+        if frame.get("type") == "message":
+            offsets.append(frame["offset"])
+            continue
+        if frame.get("type") in ("ping", "join", "leave"):
+            continue
+        break
+    assert frame == {"type": "disconnect", "code": 4013, "reason": "slow", "reconnect": True}, frame
+    await slow.expect_closed(4013)
+    print(f"the slow client got {len(offsets)} of {COUNT} publications before it was cut off")
+    assert offsets == list(range(1, len(offsets) + 1)), offsets[:20]
+    assert len(offsets) < COUNT
+    with pytest.raises(ConnectionClosed):
+        await slow.recv(1.0)
+
+    # The server recorded why the socket ended.
+    deadline = time.monotonic() + WAIT
+    while (row := await Connection.objects.aget(session_id=welcome["session"])).closed_at is None:
+        assert time.monotonic() < deadline, vars(row)
+        await asyncio.sleep(0.05)
+    assert (row.close_code, row.close_reason) == (4013, "slow")
+    await normal.request({"type": "ping"})  # the normal subscriber is still served
