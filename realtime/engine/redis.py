@@ -79,22 +79,26 @@ if #items == want then complete = 1 end
 return {epoch, top, complete, items}
 """
 
-# Prune lapsed presence entries. KEYS: pz, pi, pc. ARGV: now (ms). Returns the users who left.
-_PRUNE = """
+# Presence helpers shared by the scripts below. KEYS: pz, pi, pc.
+# remove(session, left): drop one session; when it was its user's last, add the user to `left`.
+# prune(now): remove every session whose expiry has passed; returns the users who left.
+_PRESENCE = """
+local function remove(session, left)
+  local user = redis.call('HGET', KEYS[2], session)
+  if redis.call('ZREM', KEYS[1], session) == 0 then return end
+  redis.call('HDEL', KEYS[2], session)
+  if user then
+    local uid = cjson.decode(user)['id']
+    if redis.call('HINCRBY', KEYS[3], uid, -1) <= 0 then
+      redis.call('HDEL', KEYS[3], uid)
+      table.insert(left, user)
+    end
+  end
+end
 local function prune(now)
   local left = {}
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-  for _, session in ipairs(gone) do
-    local user = redis.call('HGET', KEYS[2], session)
-    redis.call('ZREM', KEYS[1], session)
-    redis.call('HDEL', KEYS[2], session)
-    if user then
-      local uid = cjson.decode(user)['id']
-      if redis.call('HINCRBY', KEYS[3], uid, -1) <= 0 then
-        redis.call('HDEL', KEYS[3], uid)
-        table.insert(left, user)
-      end
-    end
+  for _, session in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+    remove(session, left)
   end
   return left
 end
@@ -102,7 +106,7 @@ end
 
 # ARGV: now, session, user JSON, expiry. Returns {joined (0/1), left...}.
 PRESENCE_ADD = (
-    _PRUNE
+    _PRESENCE
     + """
 local left = prune(ARGV[1])
 local joined = 0
@@ -117,27 +121,17 @@ return {joined, left}
 
 # ARGV: now, session.
 PRESENCE_REMOVE = (
-    _PRUNE
+    _PRESENCE
     + """
 local left = prune(ARGV[1])
-local user = redis.call('HGET', KEYS[2], ARGV[2])
-if redis.call('ZREM', KEYS[1], ARGV[2]) == 1 then
-  redis.call('HDEL', KEYS[2], ARGV[2])
-  if user then
-    local uid = cjson.decode(user)['id']
-    if redis.call('HINCRBY', KEYS[3], uid, -1) <= 0 then
-      redis.call('HDEL', KEYS[3], uid)
-      table.insert(left, user)
-    end
-  end
-end
+remove(ARGV[2], left)
 return {0, left}
 """
 )
 
 # ARGV: now.
 PRESENCE_PRUNE = (
-    _PRUNE
+    _PRESENCE
     + """
 return {0, prune(ARGV[1])}
 """

@@ -147,3 +147,17 @@ def login(connect, make_user):
         return socket
 
     return open_for
+
+
+@pytest.fixture(params=["memory", "redis"])
+def engine(request):
+    """Run the test on the in-memory engine and again on Redis (engine and channel layer)."""
+    reset_engines()
+    if request.param == "memory":
+        yield "memory"
+    else:
+        request.getfixturevalue("redis_layer")
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        with override_settings(REDIS_URL=url, REDIS_PREFIX=prefix):
+            yield "redis"
+    reset_engines()

@@ -36,20 +36,6 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def engine(request):
-    """Run the test on the in-memory engine and again on Redis (engine and channel layer)."""
-    reset_engines()
-    if request.param == "memory":
-        yield "memory"
-    else:
-        request.getfixturevalue("redis_layer")
-        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-        with override_settings(REDIS_URL=url, REDIS_PREFIX=prefix):
-            yield "redis"
-    reset_engines()
-
-
 @pytest.fixture
 def login(api):
     """Authenticate the API client as a user with a bearer token, as a real client does."""

@@ -20,20 +20,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 OUTPUT = re.compile(r"^published to (?P<channel>\S+) at (?P<epoch>\S+):(?P<offset>\d+)$")
 
 
-@pytest.fixture(params=["memory", "redis"])
-def engine(request):
-    """Run the test on the in-memory engine and again on Redis."""
-    reset_engines()
-    if request.param == "memory":
-        yield "memory"
-    else:
-        request.getfixturevalue("redis_layer")
-        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-        with override_settings(REDIS_URL=url, REDIS_PREFIX=prefix):
-            yield "redis"
-    reset_engines()
-
-
 def run(*args: str) -> tuple[str, str]:
     """Run the command; return its (stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
