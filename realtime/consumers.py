@@ -170,22 +170,22 @@ class RealtimeConsumer(AsyncConsumer):
         positions = self.subscriptions.positions()
         try:
             await self.subscriptions.close()
-        except Exception:  # best effort: presence lapses on its own
-            logger.exception("could not leave the channels of %s", self.session_id)
+        except Exception as exc:  # best effort: presence lapses on its own
+            logger.warning("could not leave the channels of %s: %r", self.session_id, exc)
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)
         code = self.close_code if self.close_code is not None else message.get("code")
         if self.user is not None and resumption.resumable(code):
             try:
                 await resumption.save(self.session_id, self.user.pk, positions, self.settings["RESUME_WINDOW"])
-            except Exception:  # without it the client recovers channel by channel
-                logger.exception("could not keep session %s for a resume", self.session_id)
+            except Exception as exc:  # without it the client recovers channel by channel
+                logger.warning("could not keep session %s for a resume: %r", self.session_id, exc)
         if self.recorded:
             reason = self.close_reason or "client_closed"
             try:
                 await sessions.record_close(self.row_id, code, reason)
-            except Exception:  # the record is best effort; the cleanup closes it otherwise
-                logger.exception("could not record the close of %s", self.session_id)
+            except Exception as exc:  # the record is best effort; the cleanup closes it otherwise
+                logger.warning("could not record the close of %s: %r", self.session_id, exc)
         raise StopConsumer()
 
     async def rt_disconnect(self, event: dict[str, Any]) -> None:

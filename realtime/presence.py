@@ -76,8 +76,8 @@ async def prune(channel: str) -> None:
     """Drop lapsed entries of a channel and announce who left."""
     try:
         await announce(channel, await get_engine().presence_prune(channel))
-    except Exception:  # presence is advisory; the next prune catches up
-        logger.exception("presence prune of %s failed", channel)
+    except Exception as exc:  # presence is advisory; the next prune catches up
+        logger.warning("presence prune of %s failed: %r", channel, exc)
 
 
 async def touch_local() -> None:

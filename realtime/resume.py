@@ -41,8 +41,8 @@ async def take(session_id: str | None, user_id: Any) -> dict[str, list] | None:
         return None
     try:
         raw = await get_engine().take_session(session_id)
-    except Exception:  # no resume is the safe answer: the client recovers channel by channel
-        logger.exception("could not read session %s for a resume", session_id)
+    except Exception as exc:  # no resume is the safe answer: the client recovers channel by channel
+        logger.warning("could not read session %s for a resume: %r", session_id, exc)
         return None
     if raw is None:
         return None

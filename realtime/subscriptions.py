@@ -186,8 +186,8 @@ class Subscriptions:
                     change = await presence.remove(channel, self.consumer.session_id)
                     if sub.namespace.join_leave:
                         await presence.announce(channel, change)
-            except Exception:  # presence is advisory: its entry lapses on its own
-                logger.exception("presence update of %s on %s failed", self.consumer.session_id, channel)
+            except Exception as exc:  # presence is advisory: its entry lapses on its own
+                logger.warning("presence update of %s on %s failed: %r", self.consumer.session_id, channel, exc)
 
     async def end(self, channel: str, reason: str) -> None:
         """The server ends a subscription (membership removed, state lost): push `unsubscribed` with a reason."""
