@@ -80,6 +80,14 @@ async def prune(channel: str) -> None:
         logger.warning("presence prune of %s failed: %r", channel, exc)
 
 
+async def announce_quietly(channel: str, change: PresenceChange) -> None:
+    """`announce`, logging a failure instead of raising (a reply is waiting on the caller)."""
+    try:
+        await announce(channel, change)
+    except Exception as exc:
+        logger.warning("presence announce on %s failed: %r", channel, exc)
+
+
 async def touch_local() -> None:
     """Extend this process's entries and prune the channels they are on (the node's beat)."""
     if not LOCAL:

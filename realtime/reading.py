@@ -25,7 +25,8 @@ async def read_presence(channel: str, namespace: Namespace, request_id=None) -> 
     if not namespace.presence:
         raise PermissionDenied(f"Namespace {namespace.name!r} has no presence.", request_id=request_id)
     async with backing_service(request_id):
-        # Lapsed entries (a dead process, a drop past its grace) go first, with their
-        # `leave` announced: a read must not be what hides a departure.
-        await presence.prune(channel)
-        return await get_engine().presence_members(channel)
+        # Lapsed entries (a dead process, a drop past its grace) are pruned in the same
+        # step, and their `leave` announced: a read must not be what hides a departure.
+        left, members = await get_engine().presence_snapshot(channel)
+    await presence.announce_quietly(channel, left)
+    return members

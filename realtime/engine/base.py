@@ -156,6 +156,14 @@ class Engine(ABC):
         A read: lapsed entries are left out but not pruned, so no `leave` is lost.
         """
 
+    @abstractmethod
+    async def presence_snapshot(self, channel: str) -> tuple[PresenceChange, list[dict[str, Any]]]:
+        """Prune lapsed entries and list the members, atomically: who left (to announce), and who is there.
+
+        One step, so an entry cannot lapse between the prune and the listing and then
+        be left out of the members without its `leave` ever being announced.
+        """
+
     # ---------------------------------------------------------------- resumable sessions
 
     @abstractmethod

@@ -149,6 +149,10 @@ class MemoryEngine(Engine):
         now = self.clock()
         return count_members(user for user, expires_at in presence.sessions.values() if expires_at > now)
 
+    async def presence_snapshot(self, channel: str) -> tuple[PresenceChange, list[dict[str, Any]]]:
+        _, left = self._prune(channel)
+        return PresenceChange([], left), await self.presence_members(channel)
+
     # ---------------------------------------------------------------- resumable sessions
 
     async def save_session(self, session: str, state: str, *, ttl: float) -> None:

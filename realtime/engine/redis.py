@@ -146,6 +146,18 @@ return redis.call('HMGET', KEYS[2], unpack(live))
 """
 
 
+# ARGV: now. Prunes, then lists the live sessions' users: {left users, live users}.
+PRESENCE_SNAPSHOT = (
+    _PRESENCE
+    + """
+local left = prune(ARGV[1])
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+if #live == 0 then return {left, {}} end
+return {left, redis.call('HMGET', KEYS[2], unpack(live))}
+"""
+)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -162,6 +174,7 @@ class RedisEngine(Engine):
         self._presence_remove = self.redis.register_script(PRESENCE_REMOVE)
         self._presence_prune = self.redis.register_script(PRESENCE_PRUNE)
         self._presence_members = self.redis.register_script(PRESENCE_MEMBERS)
+        self._presence_snapshot = self.redis.register_script(PRESENCE_SNAPSHOT)
 
     def key(self, kind: str, channel: str) -> str:
         """The one place Redis keys are made: `<prefix>:<kind>:<channel>`."""
@@ -241,6 +254,11 @@ class RedisEngine(Engine):
     async def presence_members(self, channel: str) -> list[dict[str, Any]]:
         users = await self._presence_members(self._presence_keys(channel), [await self._now_ms()])
         return count_members(json.loads(_text(raw)) for raw in users if raw is not None)
+
+    async def presence_snapshot(self, channel: str) -> tuple[PresenceChange, list[dict[str, Any]]]:
+        left, users = await self._presence_snapshot(self._presence_keys(channel), [await self._now_ms()])
+        members = count_members(json.loads(_text(raw)) for raw in users if raw is not None)
+        return PresenceChange([], [json.loads(_text(u)) for u in left]), members
 
     # ---------------------------------------------------------------- resumable sessions
 

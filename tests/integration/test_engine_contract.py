@@ -193,3 +193,15 @@ async def test_members_are_ordered_by_username(engine):
     await engine.presence_add("public:a", "s1", BOB, ttl=30)
     await engine.presence_add("public:a", "s2", USER, ttl=30)
     assert [m["username"] for m in await engine.presence_members("public:a")] == ["ann", "bob"]
+
+
+async def test_a_snapshot_prunes_and_lists_in_one_step(engine):
+    await engine.presence_add("public:a", "s1", USER, ttl=30)
+    await engine.presence_add("public:a", "s2", BOB, ttl=30)
+    await engine.presence_expire("public:a", "s1", after=0)
+    left, members = await engine.presence_snapshot("public:a")
+    assert left.left == [USER] and left.joined == []
+    assert members == [{**BOB, "connections": 1}]
+    left, members = await engine.presence_snapshot("public:a")
+    assert left.left == [] and members == [{**BOB, "connections": 1}]
+    assert await engine.presence_snapshot("public:none") == (left, [])
