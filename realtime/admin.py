@@ -83,8 +83,22 @@ class CloseCodeFilter(admin.SimpleListFilter):
         return queryset.filter(close_code=int(value)) if value.isdigit() else queryset.none()
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """Records the server writes, not forms: read-only detail pages, no add, delete for superusers."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # False makes the detail page read-only (view permission, or the change one, still shows it).
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser
+
+
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(RecordAdmin):
     """Socket sessions: records to inspect, never to edit; open ones can be told to close.
 
     The "change" permission on Connection is what allows the live controls (disconnect,
@@ -141,18 +155,6 @@ class ConnectionAdmin(admin.ModelAdmin):
     @admin.display(description="open", boolean=True, ordering="closed_at")
     def is_open(self, connection: Connection) -> bool:
         return connection.is_open
-
-    # -- permissions: a record, not a form
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Connection | None = None) -> bool:
-        # False makes the detail page read-only (view permission, or the change one, still shows it).
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Connection | None = None) -> bool:
-        return request.user.is_superuser
 
     def has_control_permission(self, request: HttpRequest) -> bool:
         """Staff with the change permission on Connection may disconnect live sockets."""
@@ -237,7 +239,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(RecordAdmin):
     """Server processes and their liveness; rows come and go with the processes."""
 
     list_display = ("name", "hostname", "pid", "started_at", "last_seen", "alive", "open_connections")
@@ -267,12 +269,3 @@ class NodeAdmin(admin.ModelAdmin):
         url = reverse("admin:realtime_connection_changelist", current_app=self.admin_site.name)
         query = urlencode({"node": node.name, "open": "yes"})
         return format_html('<a href="{}?{}">{}</a>', url, query, node.open_total)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Node | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Node | None = None) -> bool:
-        return request.user.is_superuser

@@ -18,13 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a channel's stream is: its epoch and newest offset (0 before the first publication)."""
-
-    epoch: str
-    offset: int
+from ..protocol import Position  # (epoch, offset): the same position the protocol speaks of
 
 
 @dataclass(frozen=True, slots=True)

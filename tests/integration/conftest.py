@@ -4,6 +4,7 @@ Channels' `WebsocketCommunicator`, with the in-memory layer unless a test asks f
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -149,15 +150,24 @@ def login(connect, make_user):
     return open_for
 
 
+@contextmanager
+def engine_backend(request):
+    """The in-memory engine, or Redis for the engine and the channel layer, by `request.param`."""
+    reset_engines()
+    try:
+        if request.param == "memory":
+            yield "memory"
+        else:
+            request.getfixturevalue("redis_layer")
+            url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+            with override_settings(REDIS_URL=url, REDIS_PREFIX=prefix):
+                yield "redis"
+    finally:
+        reset_engines()
+
+
 @pytest.fixture(params=["memory", "redis"])
 def engine(request):
     """Run the test on the in-memory engine and again on Redis (engine and channel layer)."""
-    reset_engines()
-    if request.param == "memory":
-        yield "memory"
-    else:
-        request.getfixturevalue("redis_layer")
-        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-        with override_settings(REDIS_URL=url, REDIS_PREFIX=prefix):
-            yield "redis"
-    reset_engines()
+    with engine_backend(request) as kind:
+        yield kind

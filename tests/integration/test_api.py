@@ -16,6 +16,7 @@ from realtime.api import to_api_error
 from realtime.engine import reset_engines
 from realtime.models import Room
 from tests.conftest import make_tokens
+from tests.integration.conftest import engine_backend
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -461,15 +462,8 @@ def test_presence_lists_one_entry_per_user(engine, login, user, make_user):
 @pytest.fixture
 async def engine_async(request):
     """`engine` for async tests (the socket and the HTTP view share the test's event loop)."""
-    reset_engines()
-    if request.param == "memory":
-        yield "memory"
-    else:
-        request.getfixturevalue("redis_layer")
-        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-        with override_settings(REDIS_URL=url, REDIS_PREFIX=prefix):
-            yield "redis"
-    reset_engines()
+    with engine_backend(request) as kind:
+        yield kind
     await sync_to_async(connections.close_all)()  # PostgreSQL drops no test database still in use
 
 
