@@ -36,7 +36,6 @@ import json
 import math
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ import redis  # noqa: E402
 from runtests import find_redis_server, redis_answers, start_private_redis  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
+from bench.connects import manage  # noqa: E402
 from tests.e2e.client import Client  # noqa: E402
 from tests.e2e.servers import DaphneServer, server_env  # noqa: E402
 
@@ -103,16 +103,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux `/proc/<pid>/stat`)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    """Run `manage.py` with the benchmark's environment; return its stdout."""
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    if done.returncode:
-        sys.exit(f"manage.py {args[0]} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
 
 
 @dataclass

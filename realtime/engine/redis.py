@@ -162,6 +162,11 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _users(raw: list) -> list[dict[str, Any]]:
+    """Users as the presence scripts return them (JSON texts), decoded; missing entries skipped."""
+    return [json.loads(_text(user)) for user in raw if user is not None]
+
+
 class RedisEngine(Engine):
     """History and presence in Redis, shared by every process."""
 
@@ -217,21 +222,16 @@ class RedisEngine(Engine):
         seconds, micros = await self.redis.time()
         return seconds * 1000 + micros // 1000
 
-    @staticmethod
-    def _change(result) -> PresenceChange:
-        joined_flag, left = result
-        return PresenceChange([], [json.loads(_text(u)) for u in left]) if not joined_flag else None
-
     async def presence_add(self, channel: str, session: str, user: dict[str, Any], *, ttl: float) -> PresenceChange:
         now = await self._now_ms()
         joined, left = await self._presence_add(
             self._presence_keys(channel), [now, session, json.dumps(user), now + int(ttl * 1000)]
         )
-        return PresenceChange([user] if joined else [], [json.loads(_text(u)) for u in left])
+        return PresenceChange([user] if joined else [], _users(left))
 
     async def presence_remove(self, channel: str, session: str) -> PresenceChange:
         _, left = await self._presence_remove(self._presence_keys(channel), [await self._now_ms(), session])
-        return PresenceChange([], [json.loads(_text(u)) for u in left])
+        return PresenceChange([], _users(left))
 
     async def presence_expire(self, channel: str, session: str, *, after: float) -> None:
         now = await self._now_ms()
@@ -249,16 +249,16 @@ class RedisEngine(Engine):
 
     async def presence_prune(self, channel: str) -> PresenceChange:
         _, left = await self._presence_prune(self._presence_keys(channel), [await self._now_ms()])
-        return PresenceChange([], [json.loads(_text(u)) for u in left])
+        return PresenceChange([], _users(left))
 
     async def presence_members(self, channel: str) -> list[dict[str, Any]]:
         users = await self._presence_members(self._presence_keys(channel), [await self._now_ms()])
-        return count_members(json.loads(_text(raw)) for raw in users if raw is not None)
+        return count_members(_users(users))
 
     async def presence_snapshot(self, channel: str) -> tuple[PresenceChange, list[dict[str, Any]]]:
         left, users = await self._presence_snapshot(self._presence_keys(channel), [await self._now_ms()])
-        members = count_members(json.loads(_text(raw)) for raw in users if raw is not None)
-        return PresenceChange([], [json.loads(_text(u)) for u in left]), members
+        members = count_members(_users(users))
+        return PresenceChange([], _users(left)), members
 
     # ---------------------------------------------------------------- resumable sessions
 

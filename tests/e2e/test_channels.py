@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from realtime.conf import DEFAULT_NAMESPACES
 from realtime.models import Room
 
 from .client import Inbox
@@ -32,17 +33,7 @@ pytestmark = [pytest.mark.e2e]
 
 # Generous limits for the publishers (the defaults allow 50 frames/s per socket) and
 # a history long enough to replay a whole run, so `recovered` is always true here.
-NAMESPACES = {
-    "public": {"history_size": 1000},
-    "room": {"subscribe": "realtime.namespaces.room_member", "publish": "realtime.namespaces.room_member"},
-    "user": {
-        "subscribe": "realtime.namespaces.own_user",
-        "publish": "realtime.namespaces.nobody",
-        "history_ttl": 86400,
-        "presence": False,
-        "join_leave": False,
-    },
-}
+NAMESPACES = {**DEFAULT_NAMESPACES, "public": {**DEFAULT_NAMESPACES["public"], "history_size": 1000}}
 CHANNEL_ENV = {"REALTIME_RATE": 5000, "REALTIME_RATE_BURST": 5000, "REALTIME_NAMESPACES": json.dumps(NAMESPACES)}
 FAST_NODES = {"REALTIME_NODE_HEARTBEAT": 0.3, "REALTIME_CLEANUP_INTERVAL": 0.3}
 WAIT = 20.0  # a bound on waiting for frames or a gate, far above need; never a measurement
@@ -423,17 +414,25 @@ async def test_join_and_leave_are_per_user_across_processes(servers, ws, new_use
         assert await presence_of(box, room) == {"ann": 1}, box.name
 
 
-async def test_presence_of_a_killed_process_lapses_with_leave(servers, ws, new_user, tokens, timings):
-    """B subscribed on server 2, kill -9 server 2: A on server 1 gets `leave` for B within a few beats."""
-    a, b = await servers(2, **FAST_NODES, **CHANNEL_ENV)
+async def ann_on_a_sees_bob_join_on_b(a, b, room, ws, new_user, tokens):
+    """ann subscribed on server `a`, bob on server `b`, and ann has seen bob's `join`.
+
+    Returns ann's inbox, bob, and the index of ann's frames from which later pushes count.
+    """
     ann, bob = await new_user("ann"), await new_user("bob")
-    room = "public:room1"
     ann_a = await inbox(ws, a, (await tokens(ann))[0], "ann-a")
     await subscribe(ann_a, room)
     bob_b = await inbox(ws, b, (await tokens(bob))[0], "bob-b")
     await subscribe(bob_b, room)
     await ann_a.wait_frame({"type": "join", "channel": room, "user": {"id": bob.pk, "username": "bob"}})
-    mark = len(ann_a.frames)
+    return ann_a, bob, len(ann_a.frames)
+
+
+async def test_presence_of_a_killed_process_lapses_with_leave(servers, ws, new_user, tokens, timings):
+    """B subscribed on server 2, kill -9 server 2: A on server 1 gets `leave` for B within a few beats."""
+    a, b = await servers(2, **FAST_NODES, **CHANNEL_ENV)
+    room = "public:room1"
+    ann_a, bob, mark = await ann_on_a_sees_bob_join_on_b(a, b, room, ws, new_user, tokens)
 
     b.kill9()
     killed = time.monotonic()
@@ -456,14 +455,8 @@ async def test_presence_request_that_prunes_a_dead_process_entry_still_announces
     a = launch(REALTIME_NODE_HEARTBEAT=30, **CHANNEL_ENV)
     b = launch(**FAST_NODES, **CHANNEL_ENV)
     await asyncio.gather(a.wait_ready(), b.wait_ready())
-    ann, bob = await new_user("ann"), await new_user("bob")
     room = "public:lobby"
-    ann_a = await inbox(ws, a, (await tokens(ann))[0], "ann-a")
-    await subscribe(ann_a, room)
-    bob_b = await inbox(ws, b, (await tokens(bob))[0], "bob-b")
-    await subscribe(bob_b, room)
-    await ann_a.wait_frame({"type": "join", "channel": room, "user": {"id": bob.pk, "username": "bob"}})
-    mark = len(ann_a.frames)
+    ann_a, bob, mark = await ann_on_a_sees_bob_join_on_b(a, b, room, ws, new_user, tokens)
 
     b.kill9()
     await poll_presence(ann_a, room, {"ann": 1})  # bob's entry lapsed and was pruned by this read
