@@ -75,6 +75,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.watchdog: asyncio.Task | None = None
         self.groups: list[str] = []
         self.subscriptions = Subscriptions(self)
+        self.record: resumption.SessionRecord | None = None  # the session's record for resume, once authenticated
 
     # ------------------------------------------------------------ lifecycle
 
@@ -132,7 +133,14 @@ class RealtimeConsumer(AsyncConsumer):
         if user is not None and getattr(user, "is_authenticated", False):
             query = parse_qs((self.scope.get("query_string") or b"").decode("latin1"))
             resume = (query.get("resume") or [None])[0]
-            await self.start_session(None, user, auth.get("method") or "", auth.get("expires_at"), resume)
+            positions = None
+            if resume and query.get("positions"):
+                try:
+                    positions = protocol.parse_positions(protocol.loads_json(query["positions"][0]))
+                except (ValueError, RealtimeError) as exc:  # resume all the same, from the recorded positions
+                    message = exc.message if isinstance(exc, RealtimeError) else f"`positions` is not JSON: {exc}"
+                    self.send_frame(protocol.error(protocol.ErrorCode.BAD_REQUEST, message))
+            await self.start_session(None, user, auth.get("method") or "", auth.get("expires_at"), resume, positions)
 
     async def _record_open(self) -> None:
         client = self.scope.get("client") or (None, None)
@@ -167,19 +175,18 @@ class RealtimeConsumer(AsyncConsumer):
         """The socket is gone: leave groups, record the close, stop."""
         self.closing = True
         self._stop_tasks()
-        positions = self.subscriptions.positions()
+        code = self.close_code if self.close_code is not None else message.get("code")
+        if self.record is not None:
+            try:
+                await self.record.close(code)
+            except Exception as exc:  # without it the client resumes from its own positions, or recovers
+                logger.warning("could not keep session %s for a resume: %r", self.session_id, exc)
         try:
-            await self.subscriptions.close()
+            await self.subscriptions.close(own_presence=not (self.record and self.record.taken_over))
         except Exception as exc:  # best effort: presence lapses on its own
             logger.warning("could not leave the channels of %s: %r", self.session_id, exc)
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)
-        code = self.close_code if self.close_code is not None else message.get("code")
-        if self.user is not None and resumption.resumable(code):
-            try:
-                await resumption.save(self.session_id, self.user.pk, positions, self.settings["RESUME_WINDOW"])
-            except Exception as exc:  # without it the client recovers channel by channel
-                logger.warning("could not keep session %s for a resume: %r", self.session_id, exc)
         if self.recorded:
             reason = self.close_reason or "client_closed"
             try:
@@ -189,7 +196,9 @@ class RealtimeConsumer(AsyncConsumer):
         raise StopConsumer()
 
     async def rt_disconnect(self, event: dict[str, Any]) -> None:
-        """Channel layer: a revocation or an admin action for this socket."""
+        """Channel layer: a revocation, an admin action, or another socket resumed this session."""
+        if event.get("taken_over") and self.record is not None:
+            self.record.mark_taken_over()
         await self.close_with(CloseCode(event["code"]), event.get("reason"))
 
     async def rt_message(self, event: dict[str, Any]) -> None:
@@ -210,12 +219,24 @@ class RealtimeConsumer(AsyncConsumer):
     # ------------------------------------------------------------ session
 
     async def start_session(
-        self, request_id, user, method: str, expires_at: int | None, resume: str | None = None
+        self,
+        request_id,
+        user,
+        method: str,
+        expires_at: int | None,
+        resume: str | None = None,
+        positions: dict[str, protocol.Position] | None = None,
     ) -> None:
-        """Mark the socket authenticated (resuming `resume` when it can), join the user's group, send `welcome`."""
-        restored = await resumption.take(resume, user.pk)
+        """Mark the socket authenticated (resuming `resume` when it can), join the user's group, send `welcome`.
+
+        A resumed session gets its subscriptions back, each replayed from the client's own
+        position in `positions` when it gave one, else from the last one recorded.
+        """
+        restored = await resumption.take(resume, self.channel_name, user.pk)
         if restored is not None:
             self.session_id = resume
+            for channel, position in (positions or {}).items():
+                restored[channel] = [position.epoch, position.offset]
         await sessions.record_auth(
             self.row_id,
             session_id=self.session_id,
@@ -226,6 +247,10 @@ class RealtimeConsumer(AsyncConsumer):
         )
         self.user = user
         self.auth_method = method
+        self.record = resumption.SessionRecord(
+            self.session_id, self.channel_name, user.pk, self.subscriptions.positions
+        )
+        self.record.open()
         self.set_expiry(expires_at)
         group = user_group(user.pk)
         await self.channel_layer.group_add(group, self.channel_name)

@@ -44,7 +44,9 @@ async def handle_auth(consumer: RealtimeConsumer, request: protocol.Auth) -> Non
         consumer.send_frame(protocol.error(protocol.ErrorCode.UNAUTHORIZED, str(exc), request.id))
         expired = isinstance(exc, ExpiredCredentials)
         raise Disconnect(CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED) from exc
-    await consumer.start_session(request.id, result.user, "frame", result.expires_at, request.resume)
+    await consumer.start_session(
+        request.id, result.user, "frame", result.expires_at, request.resume, request.positions
+    )
 
 
 async def handle_refresh(consumer: RealtimeConsumer, request: protocol.Refresh) -> None:

@@ -197,18 +197,25 @@ async def _guarded(what: str, func: Any, *args: Any, failing: set[str]) -> None:
             logger.info("realtime node: %s works again", what)
 
 
-async def _touch_presence(failing: set[str]) -> None:
-    """Extend the presence entries of this process's sockets (so a dead process's lapse)."""
-    from .presence import touch_local
-
+async def _advisory(what: str, step: Any, failing: set[str]) -> None:
+    """Run one engine step of the beat (presence, session records); log a failure once per streak."""
     try:
-        await touch_local()
+        await step()
     except Exception:
-        if "presence" not in failing:
-            failing.add("presence")
-            logger.exception("realtime node: presence touch failed; retrying next period")
+        if what not in failing:
+            failing.add(what)
+            logger.exception("realtime node: %s failed; retrying next period", what)
     else:
-        failing.discard("presence")
+        failing.discard(what)
+
+
+async def _touch_engine(failing: set[str]) -> None:
+    """Extend this process's presence entries (so a dead process's lapse) and record its sessions' positions."""
+    from .presence import touch_local as touch_presence
+    from .resume import touch_local as touch_sessions
+
+    await _advisory("presence touch", touch_presence, failing)
+    await _advisory("session positions", touch_sessions, failing)
 
 
 def _next(deadline: float, period: float, now: float) -> float:
@@ -229,7 +236,7 @@ async def _run(name: str) -> None:
         now = loop.time() + _WAKE_SLACK
         if now >= next_beat:
             await _guarded("beat", _beat, name, failing=failing)
-            await _touch_presence(failing)
+            await _touch_engine(failing)
             next_beat = _next(next_beat, realtime_settings.NODE_HEARTBEAT, loop.time())
         if now >= next_cleanup:
             await _guarded("cleanup", cleanup, failing=failing)

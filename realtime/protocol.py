@@ -21,6 +21,7 @@ RequestId = int | str
 MAX_ID_LENGTH = 64
 CHANNEL_RE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.@=-]{1,128})$")
 MAX_HISTORY_LIMIT = 1000
+MAX_RESUME_POSITIONS = 1000  # more than any connection may subscribe (MAX_SUBSCRIPTIONS is checked on restore)
 
 
 class ErrorCode(StrEnum):
@@ -54,6 +55,7 @@ class CloseCode(IntEnum):
     BAD_REQUEST = 4500
     UNAUTHORIZED = 4501
     FORBIDDEN = 4503
+    SESSION_TAKEN_OVER = 4509
     TOO_MANY_CONNECTIONS = 4529
 
     @property
@@ -80,6 +82,7 @@ CLOSE_CODES: dict[CloseCode, tuple[str, bool, str]] = {
     CloseCode.BAD_REQUEST: ("bad_request", False, "stop"),
     CloseCode.UNAUTHORIZED: ("unauthorized", False, "stop unless it can get a new token"),
     CloseCode.FORBIDDEN: ("forbidden", False, "stop"),
+    CloseCode.SESSION_TAKEN_OVER: ("session_taken_over", False, "stop: another connection resumed this session"),
     CloseCode.TOO_MANY_CONNECTIONS: ("too_many_connections", False, "stop"),
 }
 
@@ -97,11 +100,12 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class Auth:
-    """`auth`: authenticate with an access token, optionally resuming a session."""
+    """`auth`: authenticate with an access token, optionally resuming a session from the client's positions."""
 
     id: RequestId | None
     token: str
     resume: str | None = None
+    positions: dict[str, Position] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,15 +233,36 @@ def split_channel(channel: str) -> tuple[str, str]:
 
 def _position(frame: dict[str, Any], field: str, rid: RequestId | None) -> Position | None:
     value = frame.get(field)
-    if value is None:
-        return None
+    return None if value is None else _position_value(value, field, rid)
+
+
+def _position_value(value: Any, field: str, rid: RequestId | None) -> Position:
     if not isinstance(value, dict) or not isinstance(value.get("epoch"), str):
         raise _bad(f"`{field}` must be an object with a string `epoch` and an integer `offset`.", rid)
     return Position(value["epoch"], _integer(value.get("offset"), f"{field}.offset", rid, 0))
 
 
+def parse_positions(value: Any, rid: RequestId | None = None) -> dict[str, Position] | None:
+    """`positions` of a resume, `{channel: {"epoch", "offset"}}`, or raise `BadRequest` (None stays None)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > MAX_RESUME_POSITIONS:
+        raise _bad(f"`positions` must be an object of at most {MAX_RESUME_POSITIONS} channels.", rid)
+    positions = {}
+    for channel, position in value.items():
+        if not isinstance(channel, str) or not CHANNEL_RE.match(channel):
+            raise _bad("`positions` keys must be channel names.", rid)
+        positions[channel] = _position_value(position, f"positions.{channel}", rid)
+    return positions
+
+
 def _parse_auth(frame, rid):
-    return Auth(rid, _string(frame, "token", rid), _string(frame, "resume", rid, required=False))
+    token = _string(frame, "token", rid)
+    resume = _string(frame, "resume", rid, required=False)
+    positions = parse_positions(frame.get("positions"), rid)
+    if positions and resume is None:
+        raise _bad("`positions` goes with `resume`.", rid)
+    return Auth(rid, token, resume, positions)
 
 
 def _parse_refresh(frame, rid):

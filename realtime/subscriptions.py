@@ -130,11 +130,18 @@ class Subscriptions:
                 protocol.subscribed(rid, channel, stream.epoch, stream.offset, recovered, None), stream.publications
             )
         )
+        await self._record()
         if namespace.presence:
             async with backing_service():
                 change = await presence.add(channel, self.consumer.session_id, self.user_info())
                 if namespace.join_leave:
                     await presence.announce(channel, change)
+
+    async def _record(self) -> None:
+        # The session's subscriptions are known to every process from the moment they change (a resume
+        # after a crash needs them); the positions in between are recorded by the node's beat.
+        if self.consumer.record is not None:
+            await self.consumer.record.write()
 
     def positions(self) -> dict[str, list]:
         """Each subscribed channel's last delivered position, `{channel: [epoch, offset]}` (for a resume)."""
@@ -143,9 +150,14 @@ class Subscriptions:
     async def restore(self, positions: dict[str, list]) -> None:
         """A resumed session: every subscription back, each `subscribed` (no id) with what it missed.
 
-        Rules are checked again: a channel the user may no longer read ends with `unsubscribed`.
+        Rules are checked again: a channel the user may no longer read ends with `unsubscribed`
+        (reason `removed`), and so does one over MAX_SUBSCRIPTIONS (reason `limit_exceeded`).
         """
+        limit = self.consumer.settings["MAX_SUBSCRIPTIONS"]
         for channel, (epoch, offset) in positions.items():
+            if len(self.active) >= limit:
+                self.consumer.send_frame(protocol.unsubscribed(None, channel, "limit_exceeded"))
+                continue
             try:
                 namespace, name = resolve(channel)
                 allowed = await namespace.subscribe(self.consumer.user, name)
@@ -172,13 +184,19 @@ class Subscriptions:
         await self.leave(request.channel, dropped=False)
         self.consumer.send_frame(protocol.unsubscribed(request.id, request.channel))
 
-    async def leave(self, channel: str, *, dropped: bool) -> None:
-        """Forget a subscription; a dropped socket keeps its presence for the grace period."""
+    async def leave(self, channel: str, *, dropped: bool, own_presence: bool = True) -> None:
+        """Forget a subscription; a dropped socket keeps its presence for the grace period.
+
+        `own_presence=False`: a socket whose session was taken over leaves the presence
+        entry (it is the session's) to the socket that holds the session now.
+        """
         sub = self.active.pop(channel, None)
         if sub is None:
             return
         await self.consumer.channel_layer.group_discard(channel_group(channel), self.consumer.channel_name)
-        if sub.namespace.presence:
+        if not dropped:
+            await self._record()
+        if sub.namespace.presence and own_presence:
             try:
                 if dropped:
                     await presence.drop(channel, self.consumer.session_id)
@@ -196,10 +214,10 @@ class Subscriptions:
             await self.leave(channel, dropped=False)
             self.consumer.send_frame(protocol.unsubscribed(None, channel, reason))
 
-    async def close(self) -> None:
+    async def close(self, *, own_presence: bool = True) -> None:
         """The socket is gone: leave every channel, keeping presence for the grace period."""
         for channel in list(self.active):
-            await self.leave(channel, dropped=True)
+            await self.leave(channel, dropped=True, own_presence=own_presence)
 
     # ---------------------------------------------------------------- delivery
 

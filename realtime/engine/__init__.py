@@ -13,10 +13,20 @@ import weakref
 from django.conf import settings
 from django.core.signals import setting_changed
 
-from .base import Engine, Position, PresenceChange, Published, Slice, publication_parts
+from .base import Engine, Position, PresenceChange, Published, SessionWrite, Slice, TakenSession, publication_parts
 from .memory import MemoryEngine
 
-__all__ = ["Engine", "Position", "PresenceChange", "Published", "Slice", "get_engine", "publication_parts"]
+__all__ = [
+    "Engine",
+    "Position",
+    "PresenceChange",
+    "Published",
+    "SessionWrite",
+    "Slice",
+    "TakenSession",
+    "get_engine",
+    "publication_parts",
+]
 
 _memory: MemoryEngine | None = None
 _redis: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -52,6 +52,24 @@ class PresenceChange:
     left: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class SessionWrite:
+    """One session record update: `changes` maps a channel to `[epoch, offset]`, or to None to remove it."""
+
+    session: str
+    owner: str
+    user: str
+    changes: dict[str, list | None]
+
+
+@dataclass(frozen=True, slots=True)
+class TakenSession:
+    """A session taken over: the socket that held it (its channel name) and its subscriptions."""
+
+    owner: str
+    subscriptions: dict[str, list]
+
+
 def new_epoch() -> str:
     """A fresh epoch: opaque, short, unlikely to repeat."""
     return secrets.token_hex(4)
@@ -161,12 +179,26 @@ class Engine(ABC):
     # ---------------------------------------------------------------- resumable sessions
 
     @abstractmethod
-    async def save_session(self, session: str, state: str, *, ttl: float) -> None:
-        """Keep a dropped session's state (JSON text) for `ttl` seconds, for a resume on any process."""
+    async def session_write(self, writes: list[SessionWrite], *, ttl: float) -> list[bool]:
+        """Record sessions' subscriptions and keep each record for `ttl` seconds more.
+
+        A record is created when missing. Only the socket that owns a session writes it:
+        a write whose owner is not the record's (another socket took the session over)
+        changes nothing and comes back False.
+        """
 
     @abstractmethod
-    async def take_session(self, session: str) -> str | None:
-        """The saved state of a session, removed as it is read (a session resumes once)."""
+    async def session_take(self, session: str, owner: str, user: str, *, ttl: float) -> TakenSession | None:
+        """Take a session over for `owner`: its subscriptions and who held it; None when there is none.
+
+        The record becomes `owner`'s, with no subscriptions (the new socket records its own)
+        for `ttl` seconds. A session of another user is deleted, so that a guessed id
+        cannot be tried twice, and None returned.
+        """
+
+    @abstractmethod
+    async def session_delete(self, session: str, owner: str) -> None:
+        """Forget a session (a deliberate close), unless another socket owns it now."""
 
     async def close(self) -> None:
         """Release connections (tests and shutdown)."""

@@ -11,7 +11,18 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import Engine, Position, PresenceChange, Published, Slice, count_members, new_epoch, splice_position
+from .base import (
+    Engine,
+    Position,
+    PresenceChange,
+    Published,
+    SessionWrite,
+    Slice,
+    TakenSession,
+    count_members,
+    new_epoch,
+    splice_position,
+)
 
 
 @dataclass
@@ -28,6 +39,14 @@ class _Presence:
     counts: dict[Any, int] = field(default_factory=dict)
 
 
+@dataclass
+class _Session:
+    owner: str
+    user: str
+    subscriptions: dict[str, list]
+    expires_at: float
+
+
 class MemoryEngine(Engine):
     """History and presence in this process's memory."""
 
@@ -35,7 +54,7 @@ class MemoryEngine(Engine):
         self.clock = clock
         self.streams: dict[str, _Stream] = {}
         self.presence: dict[str, _Presence] = {}
-        self.sessions: dict[str, tuple[str, float]] = {}
+        self.sessions: dict[str, _Session] = {}
 
     def _stream(self, channel: str, ttl: int) -> _Stream:
         stream = self.streams.get(channel)
@@ -155,15 +174,46 @@ class MemoryEngine(Engine):
 
     # ---------------------------------------------------------------- resumable sessions
 
-    async def save_session(self, session: str, state: str, *, ttl: float) -> None:
-        now = self.clock()
-        for key, (_, expires_at) in list(self.sessions.items()):  # keep the dict bounded
-            if expires_at <= now:
-                del self.sessions[key]
-        self.sessions[session] = (state, now + ttl)
-
-    async def take_session(self, session: str) -> str | None:
-        entry = self.sessions.pop(session, None)
-        if entry is None or entry[1] <= self.clock():
+    def _live_session(self, session: str) -> _Session | None:
+        record = self.sessions.get(session)
+        if record is not None and record.expires_at <= self.clock():
+            del self.sessions[session]
             return None
-        return entry[0]
+        return record
+
+    async def session_write(self, writes: list[SessionWrite], *, ttl: float) -> list[bool]:
+        now = self.clock()
+        for key, record in list(self.sessions.items()):  # keep the dict bounded
+            if record.expires_at <= now:
+                del self.sessions[key]
+        results = []
+        for write in writes:
+            record = self.sessions.get(write.session)
+            if record is None:
+                record = self.sessions[write.session] = _Session(write.owner, write.user, {}, 0.0)
+            elif record.owner != write.owner:
+                results.append(False)
+                continue
+            for channel, position in write.changes.items():
+                if position is None:
+                    record.subscriptions.pop(channel, None)
+                else:
+                    record.subscriptions[channel] = list(position)
+            record.expires_at = now + ttl
+            results.append(True)
+        return results
+
+    async def session_take(self, session: str, owner: str, user: str, *, ttl: float) -> TakenSession | None:
+        record = self._live_session(session)
+        if record is None:
+            return None
+        if record.user != user:
+            del self.sessions[session]
+            return None
+        self.sessions[session] = _Session(owner, user, {}, self.clock() + ttl)
+        return TakenSession(record.owner, record.subscriptions)
+
+    async def session_delete(self, session: str, owner: str) -> None:
+        record = self.sessions.get(session)
+        if record is not None and record.owner == owner:
+            del self.sessions[session]

@@ -9,8 +9,12 @@ Per channel (all keys from `RedisEngine.key`):
 - Both expire `ttl` seconds after the last publication. When the hash is gone
   (expired, flushed, a Redis restarted without persistence) the next call creates
   a new epoch, so clients holding old positions learn that history was lost.
-- `<prefix>:s:<session>`: a dropped session's subscriptions and positions, kept for
-  RESUME_WINDOW seconds and taken (GETDEL) by the socket that resumes it.
+- `<prefix>:s:<session>` hash: a session's record for resume, `~o` its owner (the
+  channel name of the socket holding it), `~u` its user, and one field per subscribed
+  channel holding `[epoch, offset]` as JSON (channel names never start with `~`).
+  Written at subscribe and unsubscribe, refreshed by the owner's beat, kept
+  RESUME_WINDOW seconds after its socket went away, taken over by the socket that
+  resumes it.
 - `<prefix>:pz:<channel>` sorted set session -> expiry (ms), `<prefix>:pi:<channel>`
   hash session -> user JSON, `<prefix>:pc:<channel>` hash user id -> connections:
   presence. Each live process extends its entries every NODE_HEARTBEAT, so the
@@ -26,7 +30,18 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .base import Engine, Position, PresenceChange, Published, Slice, count_members, new_epoch, splice_position
+from .base import (
+    Engine,
+    Position,
+    PresenceChange,
+    Published,
+    SessionWrite,
+    Slice,
+    TakenSession,
+    count_members,
+    new_epoch,
+    splice_position,
+)
 
 # KEYS: meta, list. ARGV: epoch candidate, size, ttl, head, tail.
 PUBLISH = """
@@ -158,6 +173,45 @@ return {left, redis.call('HMGET', KEYS[2], unpack(live))}
 )
 
 
+# KEYS: session. ARGV: owner, user, ttl (ms), then channel, value pairs ('' removes the channel).
+# Returns 1 when written, 0 when another socket owns the session.
+SESSION_WRITE = """
+local owner = redis.call('HGET', KEYS[1], '~o')
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], '~o', ARGV[1], '~u', ARGV[2])
+for i = 4, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS: session. ARGV: new owner, user, ttl (ms). Returns the record's fields before the take, or nil.
+SESSION_TAKE = """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return false end
+redis.call('DEL', KEYS[1])
+local user = false
+for i = 1, #fields, 2 do
+  if fields[i] == '~u' then user = fields[i + 1] end
+end
+if user ~= ARGV[2] then return false end
+redis.call('HSET', KEYS[1], '~o', ARGV[1], '~u', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return fields
+"""
+
+# KEYS: session. ARGV: owner.
+SESSION_DELETE = """
+if redis.call('HGET', KEYS[1], '~o') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -180,6 +234,9 @@ class RedisEngine(Engine):
         self._presence_prune = self.redis.register_script(PRESENCE_PRUNE)
         self._presence_members = self.redis.register_script(PRESENCE_MEMBERS)
         self._presence_snapshot = self.redis.register_script(PRESENCE_SNAPSHOT)
+        self._session_write = self.redis.register_script(SESSION_WRITE)
+        self._session_take = self.redis.register_script(SESSION_TAKE)
+        self._session_delete = self.redis.register_script(SESSION_DELETE)
 
     def key(self, kind: str, channel: str) -> str:
         """The one place Redis keys are made: `<prefix>:<kind>:<channel>`."""
@@ -262,12 +319,29 @@ class RedisEngine(Engine):
 
     # ---------------------------------------------------------------- resumable sessions
 
-    async def save_session(self, session: str, state: str, *, ttl: float) -> None:
-        await self.redis.set(self.key("s", session), state, px=max(1, int(ttl * 1000)))
+    async def session_write(self, writes: list[SessionWrite], *, ttl: float) -> list[bool]:
+        if not writes:
+            return []
+        ttl_ms = max(1, int(ttl * 1000))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for write in writes:
+                args: list[Any] = [write.owner, write.user, ttl_ms]
+                for channel, position in write.changes.items():
+                    args += [channel, "" if position is None else json.dumps(position, separators=(",", ":"))]
+                await self._session_write(keys=[self.key("s", write.session)], args=args, client=pipe)
+            return [bool(result) for result in await pipe.execute()]
 
-    async def take_session(self, session: str) -> str | None:
-        value = await self.redis.getdel(self.key("s", session))
-        return None if value is None else _text(value)
+    async def session_take(self, session: str, owner: str, user: str, *, ttl: float) -> TakenSession | None:
+        fields = await self._session_take([self.key("s", session)], [owner, user, max(1, int(ttl * 1000))])
+        if not fields:
+            return None
+        record = {_text(fields[i]): _text(fields[i + 1]) for i in range(0, len(fields), 2)}
+        previous = record.pop("~o", "")
+        record.pop("~u", None)
+        return TakenSession(previous, {channel: json.loads(value) for channel, value in record.items()})
+
+    async def session_delete(self, session: str, owner: str) -> None:
+        await self._session_delete([self.key("s", session)], [owner])
 
     async def close(self) -> None:
         await self.redis.aclose()

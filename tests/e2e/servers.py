@@ -129,9 +129,14 @@ class DaphneServer:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> DaphneServer:
-        """Spawn daphne on a free port; `wait_ready()` tells when it answers."""
-        self.port = free_port()
+    def start(self, *, same_port: bool = False) -> DaphneServer:
+        """Spawn daphne on a free port (or, with `same_port`, again on the last one: a restart the
+        clients can find at the same URL); `wait_ready()` tells when it answers."""
+        if self.alive:
+            raise RuntimeError(f"{self.name} is still running")
+        if not (same_port and self.port):
+            self.port = free_port()
+        self._stopping = False
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
         self._log_file.write(f"==== {self.name} on port {self.port}\n".encode())
         self._log_file.flush()

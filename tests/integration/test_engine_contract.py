@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from realtime.engine.base import publication_parts
+from realtime.engine.base import SessionWrite, TakenSession, publication_parts
 from realtime.engine.memory import MemoryEngine
 from realtime.engine.redis import RedisEngine
 
@@ -205,3 +205,59 @@ async def test_a_snapshot_prunes_and_lists_in_one_step(engine):
     left, members = await engine.presence_snapshot("public:a")
     assert left.left == [] and members == [{**BOB, "connections": 1}]
     assert await engine.presence_snapshot("public:none") == (left, [])
+
+
+# ---------------------------------------------------------------- session records (resume)
+
+
+def write(owner, changes, session="s1", user="7"):
+    return SessionWrite(session, owner, user, changes)
+
+
+async def test_a_session_record_is_taken_over_with_its_subscriptions(engine):
+    assert await engine.session_write([write("sock-a", {"public:a": ["e1", 3], "public:b": ["e2", 0]})], ttl=30) == [
+        True
+    ]
+    assert await engine.session_write([write("sock-a", {"public:a": ["e1", 5], "public:b": None})], ttl=30) == [True]
+    taken = await engine.session_take("s1", "sock-b", "7", ttl=30)
+    assert taken == TakenSession("sock-a", {"public:a": ["e1", 5]})
+    # the record is the new socket's now, empty until it records its own subscriptions
+    assert await engine.session_write([write("sock-a", {"public:c": ["e3", 1]})], ttl=30) == [False]
+    assert await engine.session_write([write("sock-b", {"public:d": ["e4", 2]})], ttl=30) == [True]
+    assert await engine.session_take("s1", "sock-c", "7", ttl=30) == TakenSession("sock-b", {"public:d": ["e4", 2]})
+
+
+async def test_a_batch_of_session_writes_answers_each(engine):
+    await engine.session_write([write("sock-a", {}, session="s1")], ttl=30)
+    await engine.session_take("s1", "sock-z", "7", ttl=30)
+    results = await engine.session_write(
+        [write("sock-a", {"public:a": ["e", 1]}, session="s1"), write("sock-b", {"public:a": ["e", 1]}, session="s2")],
+        ttl=30,
+    )
+    assert results == [False, True]
+    assert await engine.session_write([], ttl=30) == []
+
+
+async def test_another_user_cannot_take_a_session_and_uses_it_up(engine):
+    await engine.session_write([write("sock-a", {"public:a": ["e1", 3]})], ttl=30)
+    assert await engine.session_take("s1", "sock-b", "8", ttl=30) is None
+    assert await engine.session_take("s1", "sock-b", "7", ttl=30) is None
+
+
+async def test_a_session_record_lapses_after_its_ttl(engine):
+    await engine.session_write([write("sock-a", {"public:a": ["e1", 3]})], ttl=5)
+    if isinstance(engine, MemoryEngine):
+        engine.clock = lambda: 10**9  # long after the ttl
+    else:  # Redis expires the key itself: its ttl is what the engine set
+        assert 4000 < await engine.redis.pttl(engine.key("s", "s1")) <= 5000
+        await engine.redis.delete(engine.key("s", "s1"))
+    assert await engine.session_take("s1", "sock-b", "7", ttl=30) is None
+    assert await engine.session_take("unknown", "sock-b", "7", ttl=30) is None
+
+
+async def test_only_the_owner_deletes_a_session(engine):
+    await engine.session_write([write("sock-a", {"public:a": ["e1", 3]})], ttl=30)
+    await engine.session_delete("s1", "sock-b")
+    assert (await engine.session_take("s1", "sock-b", "7", ttl=30)).subscriptions == {"public:a": ["e1", 3]}
+    await engine.session_delete("s1", "sock-b")
+    assert await engine.session_take("s1", "sock-c", "7", ttl=30) is None

@@ -1,10 +1,13 @@
 """PROTOCOL section 3: session resume, on both backends."""
 
+import json
+from urllib.parse import urlencode
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from realtime import presence
+from realtime import presence, resume
 from realtime.engine import reset_engines
 from realtime.models import Connection, Room
 from realtime.publish import publish
@@ -18,9 +21,16 @@ async def drop(socket):
     await socket.communicator.disconnect(code=1006)
 
 
-async def auth_frame(socket, user, resume):
+async def auth_frame(socket, user, resume, positions=None):
     access, _ = await sync_to_async(make_tokens)(user)
-    return await socket.request({"type": "auth", "token": access, "id": 1, "resume": resume})
+    frame = {"type": "auth", "token": access, "id": 1, "resume": resume}
+    if positions is not None:
+        frame["positions"] = positions
+    return await socket.request(frame)
+
+
+def datas(frame):
+    return [p["data"] for p in frame["publications"]]
 
 
 async def test_resume_restores_subscriptions_with_the_missed_publications(backend, login, connect):
@@ -63,13 +73,153 @@ async def test_resume_from_the_query_string(backend, login, connect):
     assert [p["data"] for p in frame["publications"]] == ["missed"]
 
 
-async def test_a_session_resumes_once(backend, login, connect):
+async def test_a_session_is_held_by_one_socket_at_a_time(backend, login, connect):
+    """A second resume takes the session over, and the socket that held it is closed with 4509."""
+    ann = await login("ann")
+    await ann.request({"type": "subscribe", "id": 1, "channel": "public:once"})
+    await drop(ann)
+    first = await connect()
+    assert (await auth_frame(first, ann.user, ann.welcome["session"]))["resumed"] is True
+    await first.recv_type("subscribed")
+    second = await connect()
+    assert (await auth_frame(second, ann.user, ann.welcome["session"]))["resumed"] is True
+    assert (await second.recv_type("subscribed"))["channel"] == "public:once"
+    await first.expect_disconnect(4509, "session_taken_over")
+    await publish("public:once", "after")
+    assert (await second.recv_type("message"))["data"] == "after"
+    # the closed socket's close did not delete the session: it can be resumed again
+    await drop(second)
+    third = await connect()
+    assert (await auth_frame(third, ann.user, ann.welcome["session"]))["resumed"] is True
+    assert (await third.recv_type("subscribed"))["channel"] == "public:once"
+
+
+async def test_a_live_session_can_be_resumed_as_after_a_crash(backend, login, connect):
+    """The server that held the socket saves nothing (killed): its subscriptions were recorded at subscribe."""
+    ann = await login("ann")
+    await ann.request({"type": "subscribe", "id": 1, "channel": "public:crash"})
+    await ann.request({"type": "subscribe", "id": 2, "channel": "public:gone"})
+    await ann.request({"type": "unsubscribe", "id": 3, "channel": "public:gone"})
+    await publish("public:crash", "seen")
+    assert (await ann.recv_type("message"))["data"] == "seen"
+    await publish("public:crash", "missed")
+    # no drop: the old socket is alive as far as the server knows, as a killed process's sockets are
+    again = await connect()
+    assert (await auth_frame(again, ann.user, ann.welcome["session"]))["resumed"] is True
+    frame = await again.recv_type("subscribed")
+    # from the position recorded at subscribe (no beat ran): both, "seen" again (clients drop it by offset)
+    assert frame["channel"] == "public:crash" and frame["recovered"] is True
+    assert datas(frame) == ["seen", "missed"]
+    assert (await ann.recv_type("message"))["data"] == "missed"  # the old socket got it live before it was told
+    await ann.expect_disconnect(4509)
+
+
+async def test_positions_from_the_client_start_the_replay_exactly_after_them(backend, login, connect):
+    ann = await login("ann")
+    subscribed = await ann.request({"type": "subscribe", "id": 1, "channel": "public:pos"})
+    for n in range(3):
+        await publish("public:pos", n)
+    seen = [await ann.recv_type("message") for _ in range(2)]
+    await drop(ann)
+    other = await ann_channel_elsewhere(ann, connect)
+    positions = {
+        "public:pos": {"epoch": seen[-1]["epoch"], "offset": seen[-1]["offset"]},
+        other["channel"]: {"epoch": other["epoch"], "offset": other["offset"]},  # not in the session: added
+    }
+    again = await connect()
+    assert (await auth_frame(again, ann.user, ann.welcome["session"], positions))["resumed"] is True
+    restored = {}
+    for _ in range(2):
+        frame = await again.recv_type("subscribed")
+        restored[frame["channel"]] = (frame["recovered"], datas(frame))
+    assert restored == {"public:pos": (True, [2]), other["channel"]: (True, ["elsewhere"])}
+    assert subscribed["offset"] == 0
+
+
+async def ann_channel_elsewhere(ann, connect):
+    """A position on a second channel, with one publication after it."""
+    position = await publish("public:other", "before")
+    await publish("public:other", "elsewhere")
+    return {"channel": "public:other", "epoch": position.epoch, "offset": position.offset}
+
+
+async def test_positions_in_the_query_string(backend, login, connect):
+    ann = await login("ann")
+    await ann.request({"type": "subscribe", "id": 1, "channel": "public:qs"})
+    first = await publish("public:qs", "had")
+    await publish("public:qs", "missed")
+    await drop(ann)
+    access, _ = await sync_to_async(make_tokens)(ann.user)
+    positions = json.dumps({"public:qs": {"epoch": first.epoch, "offset": first.offset}})
+    query = urlencode({"resume": ann.welcome["session"], "positions": positions})
+    again = await connect(token=access, query=query)
+    assert (await again.recv_type("welcome"))["resumed"] is True
+    assert datas(await again.recv_type("subscribed")) == ["missed"]
+
+
+@pytest.mark.parametrize("bad", ["{not json", '{"public:bad": 3}'])
+async def test_bad_positions_in_the_query_string_are_an_error_and_the_resume_goes_on(login, connect, bad):
+    ann = await login("ann")
+    await ann.request({"type": "subscribe", "id": 1, "channel": "public:bad"})
+    await drop(ann)
+    await publish("public:bad", "missed")
+    access, _ = await sync_to_async(make_tokens)(ann.user)
+    again = await connect(token=access, query=urlencode({"resume": ann.welcome["session"], "positions": bad}))
+    error = await again.recv_type("error")
+    assert error["code"] == "bad_request" and "positions" in error["message"]
+    assert (await again.recv_type("welcome"))["resumed"] is True
+    assert datas(await again.recv_type("subscribed")) == ["missed"]
+
+
+@pytest.mark.parametrize(
+    "positions",
+    [[], {"nochannel": {"epoch": "e", "offset": 1}}, {"public:x": None}, {"public:x": {"epoch": "e", "offset": -1}}],
+)
+async def test_bad_positions_in_the_auth_frame_are_bad_requests(login, connect, positions):
     ann = await login("ann")
     await drop(ann)
-    first = await auth_frame(await connect(), ann.user, ann.welcome["session"])
-    second = await auth_frame(await connect(), ann.user, ann.welcome["session"])
-    assert first["resumed"] is True
-    assert second["resumed"] is False and second["session"] != ann.welcome["session"]
+    again = await connect()
+    reply = await auth_frame(again, ann.user, ann.welcome["session"], positions)
+    assert reply["type"] == "error" and reply["code"] == "bad_request" and reply["id"] == 1
+
+
+async def test_positions_without_resume_are_a_bad_request(login, connect, user):
+    again = await connect()
+    access, _ = await sync_to_async(make_tokens)(user)
+    reply = await again.request(
+        {"type": "auth", "id": 1, "token": access, "positions": {"public:x": {"epoch": "e", "offset": 1}}}
+    )
+    assert reply["code"] == "bad_request" and "resume" in reply["message"]
+
+
+@override_settings(REALTIME={"MAX_SUBSCRIPTIONS": 1})
+async def test_a_restore_stays_within_the_subscription_limit(login, connect):
+    ann = await login("ann")
+    await ann.request({"type": "subscribe", "id": 1, "channel": "public:one"})
+    await drop(ann)
+    extra = {"public:two": {"epoch": "e", "offset": 0}}
+    again = await connect()
+    assert (await auth_frame(again, ann.user, ann.welcome["session"], extra))["resumed"] is True
+    assert (await again.recv_type("subscribed"))["channel"] == "public:one"
+    assert await again.recv_type("unsubscribed") == {
+        "type": "unsubscribed",
+        "channel": "public:two",
+        "reason": "limit_exceeded",
+    }
+
+
+async def test_the_beat_records_the_positions_delivered(backend, login, connect):
+    ann = await login("ann")
+    await ann.request({"type": "subscribe", "id": 1, "channel": "public:beat"})
+    for n in range(3):
+        await publish("public:beat", n)
+    for _ in range(3):
+        await ann.recv_type("message")
+    await resume.touch_local()  # what the node's beat does every NODE_HEARTBEAT
+    await publish("public:beat", "missed")
+    again = await connect()
+    assert (await auth_frame(again, ann.user, ann.welcome["session"]))["resumed"] is True
+    assert datas(await again.recv_type("subscribed")) == ["missed"]
 
 
 async def test_another_user_cannot_resume_a_session(backend, login, connect, make_user):
