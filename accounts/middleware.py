@@ -105,8 +105,11 @@ class JWTAuthMiddleware(BaseMiddleware):
         return values[0] if values else None
 
     def cookie_allowed(self, scope: dict[str, Any]) -> bool:
-        """Whether the session cookie may authenticate: there is one, from an allowed Origin."""
+        """Whether the session cookie may authenticate: there is one, from an allowed Origin,
+        and the client did not say `?auth=frame` (it authenticates with a token in its first frame)."""
         if settings.SESSION_COOKIE_NAME not in scope.get("cookies", {}):
+            return False
+        if parse_qs(scope.get("query_string", b"").decode("latin1")).get("auth") == ["frame"]:
             return False
         origin = _header(scope, b"origin")
         if origin is None:

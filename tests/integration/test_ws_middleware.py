@@ -210,6 +210,13 @@ async def test_session_cookie_from_an_allowed_origin(user, session_cookie, origi
     assert_authenticated(scope, user, "cookie", None)
 
 
+async def test_a_client_that_authenticates_in_its_first_frame_is_not_taken_by_the_cookie(user, session_cookie):
+    """`?auth=frame`: a token client in a browser that also holds someone's session cookie."""
+    origin = (b"origin", b"http://localhost:8000")
+    assert_anonymous(await handshake(session_cookie, origin, query="auth=frame"))
+    assert_authenticated(await handshake(session_cookie, origin, query="auth=other"), user, "cookie", None)
+
+
 async def test_session_cookie_without_origin_is_ignored(session_cookie):
     assert_anonymous(await handshake(session_cookie))
 
