@@ -1,11 +1,14 @@
-"""Root URLs: the admin, the HTTP API and the health check."""
+"""Root URLs: the demo page, the admin, the HTTP API and the health check."""
 
 from django.contrib import admin
 from django.urls import include, path
 
+from realtime.views import demo
+
 from .health import healthz
 
 urlpatterns = [
+    path("", demo, name="demo"),
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
     path("api/realtime/", include("realtime.urls")),

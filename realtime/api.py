@@ -1,4 +1,4 @@
-"""The real-time HTTP API: publish, history and presence (docs/protocol.md sections 9 and 10.2).
+"""The real-time HTTP API: publish, history, presence and rooms (docs/protocol.md sections 9 and 10.2).
 
 Sync DRF views; the async part of each request runs in one `async_to_sync` call
 (under daphne that is the server's own event loop). Every `RealtimeError` becomes
@@ -28,6 +28,7 @@ from accounts.errors import APIError
 from . import protocol
 from .engine import Slice
 from .exceptions import BadRequest, PermissionDenied, RealtimeError, Unavailable
+from .models import Room
 from .namespaces import Namespace, resolve
 from .publish import check_data_size, publish_sync
 from .reading import read_history, read_presence
@@ -203,3 +204,19 @@ class PresenceView(RealtimeAPIView):
         """One entry per user present on the channel."""
         members = async_to_sync(presence_of)(request.user, channel)
         return Response(protocol.presence(None, channel, members))
+
+
+def rooms_of(user: Any) -> list[dict[str, str]]:
+    """`{channel, name}` of every room `user` is a member of, ordered by slug."""
+    rooms = Room.objects.filter(members=user).order_by("slug").values_list("slug", "name")
+    return [{"channel": f"room:{slug}", "name": name or slug} for slug, name in rooms]
+
+
+class RoomsView(RealtimeAPIView):
+    """`GET /api/realtime/rooms/`: the rooms (channels `room:<slug>`) the user belongs to."""
+
+    def get(self, request: Request) -> Response:
+        """`{"rooms": [{"channel": "room:<slug>", "name": ...}, ...]}`, ordered by slug."""
+        with service_errors():
+            rooms = rooms_of(request.user)
+        return Response({"rooms": rooms})

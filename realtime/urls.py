@@ -12,4 +12,5 @@ urlpatterns = [
     path("publish/", api.PublishView.as_view(), name="publish"),
     path("channels/<path:channel>/history/", api.HistoryView.as_view(), name="history"),
     path("channels/<path:channel>/presence/", api.PresenceView.as_view(), name="presence"),
+    path("rooms/", api.RoomsView.as_view(), name="rooms"),
 ]

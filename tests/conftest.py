@@ -43,6 +43,18 @@ def api():
 
 
 @pytest.fixture
+def api_login(api):
+    """`api_login(user)`: the API client, authenticated as `user` with a bearer token, as a real client does."""
+
+    def as_user(user):
+        access, _ = make_tokens(user)
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+        return api
+
+    return as_user
+
+
+@pytest.fixture
 def redis_url() -> str:
     """The real Redis the suite runs against (started by scripts/runtests.py)."""
     url = os.environ.get("TEST_REDIS_URL")

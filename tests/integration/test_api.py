@@ -38,18 +38,6 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def login(api):
-    """Authenticate the API client as a user with a bearer token, as a real client does."""
-
-    def as_user(user):
-        access, _ = make_tokens(user)
-        api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
-        return api
-
-    return as_user
-
-
-@pytest.fixture
 def staff(make_user):
     return make_user("root", is_staff=True)
 
@@ -69,35 +57,35 @@ def assert_error(response, status: int, code: str) -> dict:
 # ---------------------------------------------------------------- publish
 
 
-def test_staff_publishes_as_the_server(engine, login, staff):
-    response = publish(login(staff), "public:lobby", {"text": "hi"})
+def test_staff_publishes_as_the_server(engine, api_login, staff):
+    response = publish(api_login(staff), "public:lobby", {"text": "hi"})
     assert response.status_code == 201
     body = response.json()
     assert body == {"channel": "public:lobby", "epoch": body["epoch"], "offset": 1}
     assert isinstance(body["epoch"], str) and body["epoch"]
-    history = login(staff).get(history_url("public:lobby")).json()
+    history = api_login(staff).get(history_url("public:lobby")).json()
     [pub] = history["publications"]
     assert pub["data"] == {"text": "hi"} and pub["user"] is None
     assert (pub["epoch"], pub["offset"]) == (body["epoch"], 1)
 
 
-def test_user_with_the_publish_permission_may_publish(engine, login, make_user):
+def test_user_with_the_publish_permission_may_publish(engine, api_login, make_user):
     publisher = make_user("pub")
     publisher.user_permissions.add(Permission.objects.get(content_type__app_label="realtime", codename="publish"))
-    response = publish(login(publisher), "room:kitchen", [1, 2])
+    response = publish(api_login(publisher), "room:kitchen", [1, 2])
     assert response.status_code == 201
     assert response.json()["offset"] == 1
 
 
-def test_staff_may_publish_where_sockets_may_not(login, staff, user):
+def test_staff_may_publish_where_sockets_may_not(api_login, staff, user):
     # `user:<id>` has the publish rule `nobody`: it binds sockets, not the server.
-    assert publish(login(staff), f"user:{user.pk}", {"unread": 3}).status_code == 201
-    [pub] = login(user).get(history_url(f"user:{user.pk}")).json()["publications"]
+    assert publish(api_login(staff), f"user:{user.pk}", {"unread": 3}).status_code == 201
+    [pub] = api_login(user).get(history_url(f"user:{user.pk}")).json()["publications"]
     assert (pub["data"], pub["user"]) == ({"unread": 3}, None)
 
 
-def test_superuser_may_publish(login, make_user):
-    response = publish(login(make_user("boss", is_superuser=True)), "public:lobby", 1)
+def test_superuser_may_publish(api_login, make_user):
+    response = publish(api_login(make_user("boss", is_superuser=True)), "public:lobby", 1)
     assert response.status_code == 201
 
 
@@ -107,8 +95,8 @@ def test_session_authenticated_staff_may_publish(client, staff):
     assert response.status_code == 201
 
 
-def test_plain_user_is_403(login, user):
-    assert_error(publish(login(user), "public:lobby", 1), 403, "permission_denied")
+def test_plain_user_is_403(api_login, user):
+    assert_error(publish(api_login(user), "public:lobby", 1), 403, "permission_denied")
 
 
 def test_unauthenticated_is_401(api):
@@ -120,8 +108,8 @@ def test_invalid_token_is_401(api):
     assert_error(publish(api, "public:lobby", 1), 401, "unauthorized")
 
 
-def test_get_is_405(login, staff):
-    assert_error(login(staff).get(PUBLISH), 405, "method_not_allowed")
+def test_get_is_405(api_login, staff):
+    assert_error(api_login(staff).get(PUBLISH), 405, "method_not_allowed")
 
 
 @pytest.mark.parametrize(
@@ -167,38 +155,38 @@ def test_get_is_405(login, staff):
         "nested-too-deep",
     ],
 )
-def test_malformed_body_is_400(engine, login, staff, body):
-    response = login(staff).post(PUBLISH, body, content_type="application/json")
+def test_malformed_body_is_400(engine, api_login, staff, body):
+    response = api_login(staff).post(PUBLISH, body, content_type="application/json")
     assert_error(response, 400, "bad_request")
 
 
-def test_form_body_is_415_bad_request(login, staff):
-    response = login(staff).post(PUBLISH, {"channel": "public:lobby", "data": "1"})
+def test_form_body_is_415_bad_request(api_login, staff):
+    response = api_login(staff).post(PUBLISH, {"channel": "public:lobby", "data": "1"})
     assert_error(response, 415, "bad_request")
 
 
-def test_unknown_namespace_is_404(login, staff):
-    body = assert_error(publish(login(staff), "nope:lobby", 1), 404, "unknown_namespace")
+def test_unknown_namespace_is_404(api_login, staff):
+    body = assert_error(publish(api_login(staff), "nope:lobby", 1), 404, "unknown_namespace")
     assert "nope" in body["message"]
 
 
 @pytest.mark.parametrize("data", [None, 0, 1.5, -2e-300, "text", [], {"nested": {"deep": [1, "é"]}}, True])
-def test_any_json_value_is_data(engine, login, staff, data):
-    assert publish(login(staff), "public:values", data).status_code == 201
-    [pub] = login(staff).get(history_url("public:values")).json()["publications"]
+def test_any_json_value_is_data(engine, api_login, staff, data):
+    assert publish(api_login(staff), "public:values", data).status_code == 201
+    [pub] = api_login(staff).get(history_url("public:values")).json()["publications"]
     assert pub["data"] == data
 
 
 @override_settings(REALTIME={"MAX_FRAME_BYTES": 64})
-def test_data_over_max_frame_bytes_is_413(engine, login, staff):
-    api = login(staff)
+def test_data_over_max_frame_bytes_is_413(engine, api_login, staff):
+    api = api_login(staff)
     assert_error(publish(api, "public:lobby", "x" * 65), 413, "too_large")
     assert publish(api, "public:lobby", "x" * 62).status_code == 201  # 64 bytes with its quotes
     assert [p["offset"] for p in api.get(history_url("public:lobby")).json()["publications"]] == [1]
 
 
-def test_offsets_grow_by_one_per_publication(engine, login, staff):
-    api = login(staff)
+def test_offsets_grow_by_one_per_publication(engine, api_login, staff):
+    api = api_login(staff)
     replies = [publish(api, "public:count", n).json() for n in range(5)]
     assert [r["offset"] for r in replies] == [1, 2, 3, 4, 5]
     assert len({r["epoch"] for r in replies}) == 1
@@ -206,8 +194,8 @@ def test_offsets_grow_by_one_per_publication(engine, login, staff):
 
 
 @pytest.mark.parametrize("view", ["publish", "history", "presence"])
-def test_unreachable_redis_is_503(login, staff, redis_prefix, view):
-    api = login(staff)
+def test_unreachable_redis_is_503(api_login, staff, redis_prefix, view):
+    api = api_login(staff)
     reset_engines()
     with override_settings(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", REDIS_PREFIX=redis_prefix):
         if view == "publish":
@@ -255,8 +243,8 @@ def fill(api, channel: str, count: int) -> str:
     return epochs.pop()
 
 
-def test_history_is_the_history_reply_oldest_first(engine, login, staff):
-    api = login(staff)
+def test_history_is_the_history_reply_oldest_first(engine, api_login, staff):
+    api = api_login(staff)
     epoch = fill(api, "public:h", 3)
     response = api.get(history_url("public:h"))
     assert response.status_code == 200
@@ -277,21 +265,21 @@ def test_history_is_the_history_reply_oldest_first(engine, login, staff):
     assert len(body["publications"]) == 3
 
 
-def test_history_of_a_channel_never_published_to(engine, login, user):
-    body = login(user).get(history_url("public:empty")).json()
+def test_history_of_a_channel_never_published_to(engine, api_login, user):
+    body = api_login(user).get(history_url("public:empty")).json()
     assert body["offset"] == 0 and body["publications"] == [] and body["epoch"]
 
 
-def test_history_limit_without_since_is_the_newest(engine, login, staff):
-    api = login(staff)
+def test_history_limit_without_since_is_the_newest(engine, api_login, staff):
+    api = api_login(staff)
     fill(api, "public:h", 5)
     body = api.get(history_url("public:h"), {"limit": 2}).json()
     assert [p["offset"] for p in body["publications"]] == [4, 5]
     assert body["offset"] == 5
 
 
-def test_history_pages_with_since_and_limit(engine, login, staff):
-    api = login(staff)
+def test_history_pages_with_since_and_limit(engine, api_login, staff):
+    api = api_login(staff)
     epoch = fill(api, "public:h", 5)
     seen, offset = [], 0
     while True:
@@ -305,29 +293,29 @@ def test_history_pages_with_since_and_limit(engine, login, staff):
     assert seen == [1, 2, 3, 4, 5]
 
 
-def test_history_since_without_limit_is_everything_after(engine, login, staff):
-    api = login(staff)
+def test_history_since_without_limit_is_everything_after(engine, api_login, staff):
+    api = api_login(staff)
     epoch = fill(api, "public:h", 4)
     body = api.get(history_url("public:h"), {"since_epoch": epoch, "since_offset": 1}).json()
     assert [p["offset"] for p in body["publications"]] == [2, 3, 4]
 
 
-def test_history_since_another_epoch_is_empty(engine, login, staff):
-    api = login(staff)
+def test_history_since_another_epoch_is_empty(engine, api_login, staff):
+    api = api_login(staff)
     epoch = fill(api, "public:h", 3)
     body = api.get(history_url("public:h"), {"since_epoch": "other" + epoch, "since_offset": 1}).json()
     assert (body["epoch"], body["offset"], body["publications"]) == (epoch, 3, [])
 
 
-def test_history_since_past_the_newest_offset_is_empty(engine, login, staff):
-    api = login(staff)
+def test_history_since_past_the_newest_offset_is_empty(engine, api_login, staff):
+    api = api_login(staff)
     epoch = fill(api, "public:h", 2)
     body = api.get(history_url("public:h"), {"since_epoch": epoch, "since_offset": 99}).json()
     assert (body["offset"], body["publications"]) == (2, [])
 
 
-def test_history_blank_parameters_count_as_absent(login, staff):
-    api = login(staff)
+def test_history_blank_parameters_count_as_absent(api_login, staff):
+    api = api_login(staff)
     fill(api, "public:h", 2)
     response = api.get(history_url("public:h") + "?since_epoch=&since_offset=&limit=")
     assert [p["offset"] for p in response.json()["publications"]] == [1, 2]
@@ -351,30 +339,30 @@ def test_history_blank_parameters_count_as_absent(login, staff):
         {"limit": "ten"},
     ],
 )
-def test_history_malformed_query_is_400(login, user, query):
-    assert_error(login(user).get(history_url("public:h"), query), 400, "bad_request")
+def test_history_malformed_query_is_400(api_login, user, query):
+    assert_error(api_login(user).get(history_url("public:h"), query), 400, "bad_request")
 
 
 @pytest.mark.parametrize("limit", [1, protocol.MAX_HISTORY_LIMIT])
-def test_history_limit_bounds_are_accepted(login, user, limit):
-    assert login(user).get(history_url("public:h"), {"limit": limit}).status_code == 200
+def test_history_limit_bounds_are_accepted(api_login, user, limit):
+    assert api_login(user).get(history_url("public:h"), {"limit": limit}).status_code == 200
 
 
 @pytest.mark.parametrize("channel", ["lobby", "public:", "public:a b", "public:a/b", "PUBLIC:a", "public:" + "x" * 129])
-def test_history_of_a_malformed_channel_is_400(login, user, channel):
-    assert_error(login(user).get(history_url(channel)), 400, "bad_request")
+def test_history_of_a_malformed_channel_is_400(api_login, user, channel):
+    assert_error(api_login(user).get(history_url(channel)), 400, "bad_request")
 
 
-def test_history_of_an_unknown_namespace_is_404(login, user):
-    assert_error(login(user).get(history_url("nope:x")), 404, "unknown_namespace")
+def test_history_of_an_unknown_namespace_is_404(api_login, user):
+    assert_error(api_login(user).get(history_url("nope:x")), 404, "unknown_namespace")
 
 
 def test_history_unauthenticated_is_401(api):
     assert_error(api.get(history_url("public:h")), 401, "unauthorized")
 
 
-def test_channel_names_with_every_allowed_character(engine, login, staff):
-    api = login(staff)
+def test_channel_names_with_every_allowed_character(engine, api_login, staff):
+    api = api_login(staff)
     channel = "public:A-z_0.9@x=y"
     assert publish(api, channel, 1).status_code == 201
     assert api.get(history_url(channel)).json()["publications"][0]["channel"] == channel
@@ -393,32 +381,32 @@ def kitchen(make_user):
 
 
 @pytest.mark.parametrize("kind", ["history", "presence"])
-def test_public_is_readable_by_any_authenticated_user(login, user, kind):
+def test_public_is_readable_by_any_authenticated_user(api_login, user, kind):
     url = (history_url if kind == "history" else presence_url)("public:lobby")
-    assert login(user).get(url).status_code == 200
+    assert api_login(user).get(url).status_code == 200
 
 
 @pytest.mark.parametrize("kind", ["history", "presence"])
-def test_room_is_readable_by_members_only(login, user, kitchen, kind):
+def test_room_is_readable_by_members_only(api_login, user, kitchen, kind):
     url = (history_url if kind == "history" else presence_url)("room:kitchen")
-    assert login(kitchen.members.get()).get(url).status_code == 200
-    assert_error(login(user).get(url), 403, "permission_denied")
-    assert_error(login(user).get(url.replace("kitchen", "nowhere")), 403, "permission_denied")
+    assert api_login(kitchen.members.get()).get(url).status_code == 200
+    assert_error(api_login(user).get(url), 403, "permission_denied")
+    assert_error(api_login(user).get(url.replace("kitchen", "nowhere")), 403, "permission_denied")
 
 
-def test_staff_is_no_room_member(login, staff, kitchen):
+def test_staff_is_no_room_member(api_login, staff, kitchen):
     # Publishing over HTTP is a staff power; reading a room is not.
-    assert_error(login(staff).get(history_url("room:kitchen")), 403, "permission_denied")
+    assert_error(api_login(staff).get(history_url("room:kitchen")), 403, "permission_denied")
 
 
-def test_user_channel_history_is_readable_by_its_user_only(login, user, make_user):
+def test_user_channel_history_is_readable_by_its_user_only(api_login, user, make_user):
     other = make_user("bob")
-    assert login(user).get(history_url(f"user:{user.pk}")).status_code == 200
-    assert_error(login(other).get(history_url(f"user:{user.pk}")), 403, "permission_denied")
+    assert api_login(user).get(history_url(f"user:{user.pk}")).status_code == 200
+    assert_error(api_login(other).get(history_url(f"user:{user.pk}")), 403, "permission_denied")
 
 
-def test_user_channel_has_no_presence(login, user):
-    body = assert_error(login(user).get(presence_url(f"user:{user.pk}")), 403, "permission_denied")
+def test_user_channel_has_no_presence(api_login, user):
+    body = assert_error(api_login(user).get(presence_url(f"user:{user.pk}")), 403, "permission_denied")
     assert "presence" in body["message"]
 
 
@@ -426,22 +414,22 @@ def test_presence_unauthenticated_is_401(api):
     assert_error(api.get(presence_url("public:lobby")), 401, "unauthorized")
 
 
-def test_presence_of_a_bad_channel(login, user):
-    assert_error(login(user).get(presence_url("public:a b")), 400, "bad_request")
-    assert_error(login(user).get(presence_url("nope:x")), 404, "unknown_namespace")
+def test_presence_of_a_bad_channel(api_login, user):
+    assert_error(api_login(user).get(presence_url("public:a b")), 400, "bad_request")
+    assert_error(api_login(user).get(presence_url("nope:x")), 404, "unknown_namespace")
 
 
 # ---------------------------------------------------------------- presence
 
 
-def test_presence_lists_one_entry_per_user(engine, login, user, make_user):
+def test_presence_lists_one_entry_per_user(engine, api_login, user, make_user):
     bob = make_user("bob")
     ann_info, bob_info = {"id": user.pk, "username": "ann"}, {"id": bob.pk, "username": "bob"}
     async_to_sync(presence.add)("public:lobby", "s_ann1", ann_info)
     async_to_sync(presence.add)("public:lobby", "s_ann2", ann_info)
     async_to_sync(presence.add)("public:lobby", "s_bob1", bob_info)
     try:
-        response = login(user).get(presence_url("public:lobby"))
+        response = api_login(user).get(presence_url("public:lobby"))
         assert response.status_code == 200
         body = response.json()
         assert (body["type"], body["channel"]) == ("presence", "public:lobby")
@@ -450,7 +438,7 @@ def test_presence_lists_one_entry_per_user(engine, login, user, make_user):
             {**ann_info, "connections": 2},
             {**bob_info, "connections": 1},
         ]
-        assert login(user).get(presence_url("public:empty")).json()["members"] == []
+        assert api_login(user).get(presence_url("public:empty")).json()["members"] == []
     finally:
         for session in ("s_ann1", "s_ann2", "s_bob1"):
             async_to_sync(presence.remove)("public:lobby", session)
@@ -478,9 +466,9 @@ async def subscribed_socket(connect, user, channel: str):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("engine_async", ["memory", "redis"], indirect=True)
-async def test_http_publication_reaches_a_subscribed_socket(engine_async, connect, login, user, staff):
+async def test_http_publication_reaches_a_subscribed_socket(engine_async, connect, api_login, user, staff):
     socket = await subscribed_socket(connect, user, "public:x")
-    api = await sync_to_async(login)(staff)
+    api = await sync_to_async(api_login)(staff)
     response = await sync_to_async(publish)(api, "public:x", {"text": "from http"})
     assert response.status_code == 201
     message = await socket.recv_type("message")
@@ -497,9 +485,9 @@ async def test_http_publication_reaches_a_subscribed_socket(engine_async, connec
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("engine_async", ["memory", "redis"], indirect=True)
-async def test_presence_shows_a_subscribed_socket(engine_async, connect, login, user):
+async def test_presence_shows_a_subscribed_socket(engine_async, connect, api_login, user):
     socket = await subscribed_socket(connect, user, "public:room")
-    api = await sync_to_async(login)(user)
+    api = await sync_to_async(api_login)(user)
     response = await sync_to_async(api.get)(presence_url("public:room"))
     assert response.json()["members"] == [{"id": user.pk, "username": "ann", "connections": 1}]
     await socket.request({"type": "unsubscribe", "channel": "public:room", "id": 2})
@@ -509,9 +497,9 @@ async def test_presence_shows_a_subscribed_socket(engine_async, connect, login, 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("engine_async", ["memory"], indirect=True)
-async def test_http_history_matches_the_socket_history_reply(engine_async, connect, login, user, staff):
+async def test_http_history_matches_the_socket_history_reply(engine_async, connect, api_login, user, staff):
     socket = await subscribed_socket(connect, user, "public:same")
-    api = await sync_to_async(login)(staff)
+    api = await sync_to_async(api_login)(staff)
     for n in range(3):
         await sync_to_async(publish)(api, "public:same", n)
     reply = await socket.request({"type": "history", "channel": "public:same", "id": 9, "limit": 2})
