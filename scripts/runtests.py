@@ -7,7 +7,11 @@ runs with its embedded defaults unless a test asks for Redis.
 
 Extra arguments go to pytest, e.g. `make test ARGS="-k healthz"`. The suite runs
 on `TEST_WORKERS` pytest-xdist workers (default: 2, or 1 on a one-core machine);
-the end-to-end tests stay together on one worker.
+the end-to-end and browser tests stay together on one worker.
+
+First the browser client's unit tests run under Node's own test runner
+(`node --test tests/js/`), unless `JS_TESTS=0`; without Node.js the run fails
+and says how to install it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from pathlib import Path
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+NODE_HINT = (
+    "The browser client's tests need Node.js 18 or newer (Debian/Ubuntu: `sudo apt-get install nodejs`, "
+    "macOS: `brew install node`); JS_TESTS=0 skips them."
+)
 INSTALL_HINT = (
     "The tests need Redis. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`, "
     "macOS: `brew install redis`) or set REDIS_URL to a reachable Redis."
@@ -75,7 +83,21 @@ def start_private_redis(workdir: str) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+def run_js_tests() -> int:
+    """The browser client's unit tests (tests/js/) under `node --test`; their exit status."""
+    node = shutil.which("node")
+    if node is None:
+        print(NODE_HINT, file=sys.stderr)
+        return 1
+    print("== browser client unit tests (node --test tests/js/)", flush=True)
+    return subprocess.call([node, "--test", "tests/js/"], cwd=ROOT)
+
+
 def main(argv: list[str]) -> int:
+    if os.environ.get("JS_TESTS", "1") != "0":
+        status = run_js_tests()
+        if status != 0:
+            return status
     env = dict(os.environ)
     url = env.pop("REDIS_URL", "")
     private = None
