@@ -101,6 +101,7 @@ class Client:
         self._next_url = 0
         self._force_token = False
         self._retried_unauthorized = False
+        self._fatal: RealtimeError | None = None  # the token error that closed the client, for connect()
         self._waiters: set[asyncio.Future[None]] = set()
         self._dispatcher = Dispatcher(self._report)
         self._events = Emitter(frozenset({"state", "error"}), self._dispatcher, self._report)
@@ -125,7 +126,7 @@ class Client:
     async def connect(self) -> None:
         """Start connecting (unless running) and return at the first `welcome`; raise if it closes first."""
         if self._task is None or self._task.done():
-            self._closing = False
+            self._closing, self._fatal = False, None
             for sub in self._subs.values():
                 if sub.wanted:
                     sub.start()
@@ -134,9 +135,12 @@ class Client:
             self._task.add_done_callback(self._run_done)
         while self._state is not ClientState.CONNECTED:
             if self._state is ClientState.CLOSED:
+                if self._fatal is not None:  # e.g. PasswordLogin with a wrong password: say that, not "closed"
+                    raise self._fatal
                 change = self._last_change
                 code, reason = (change.code, change.reason) if change else (None, "")
-                raise RealtimeError(errors.CLOSED, f"closed before connecting: {code} {reason}", close_code=code)
+                closed_by = f"{code} {reason}" if code is not None else reason
+                raise RealtimeError(errors.CLOSED, f"closed before connecting: {closed_by}", close_code=code)
             await self._wait_change(None)
 
     async def disconnect(self) -> None:

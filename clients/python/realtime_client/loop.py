@@ -73,6 +73,8 @@ async def attempt(client: Client, url: str) -> Outcome:
     except Exception as exc:
         client._report(exc, "token provider")
         terminal = isinstance(exc, RealtimeError) and exc.code in errors.TERMINAL_TOKEN_CODES
+        if terminal:
+            client._fatal = exc
         return Outcome(None, f"token: {exc}", stop=terminal)
     try:
         ws = await client._connect(

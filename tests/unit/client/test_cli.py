@@ -147,6 +147,16 @@ async def test_publish_error_exits_1(server):
     assert err.lines == ["error: permission_denied: not yours"]
 
 
+async def test_publish_with_a_wrong_password_says_so(server):
+    routes = {"/api/auth/token/": (401, {"code": "unauthorized", "message": "No active account"})}
+    async with FakeHTTP(routes) as http:
+        err = Stream()
+        argv = ["publish", "--url", server.url, "--username", "ann", "--password", "bad", "--api", http.url]
+        argv += ["room:a", "1"]
+        assert await asyncio.wait_for(cli.amain(argv, Stream(), err), TIMEOUT) == 1
+    assert err.lines[-1].startswith("error: unauthorized: POST /api/auth/token/: HTTP 401"), err.lines
+
+
 async def test_publish_times_out_without_a_server():
     from .fake_server import refused_url
 
