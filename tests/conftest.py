@@ -15,6 +15,22 @@ from project.layers import redis_channel_layer
 
 PASSWORD = "correct-horse-battery"
 
+# Figures tests recorded with the `timings` fixture (tests/e2e/conftest.py), gathered from the
+# reports (so also from xdist workers) and printed at the end: informational, never asserted.
+_TIMINGS: list[tuple[str, str, float]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _TIMINGS.extend((report.nodeid, *value) for name, value in report.user_properties if name == "timing")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _TIMINGS:
+        terminalreporter.section("e2e timings (informational, not pass/fail)")
+        for test, what, seconds in _TIMINGS:
+            terminalreporter.write_line(f"{seconds * 1000:8.1f} ms  {what}  [{test.rpartition('::')[2]}]")
+
 
 @pytest.fixture
 def make_user(django_user_model):

@@ -201,7 +201,10 @@ async def test_the_page_refreshes_its_token_before_it_expires(servers, open_page
     # than the page's 60 s margin left, so the provider fetches a new pair.
     [server] = await servers(1, JWT_ACCESS_SECONDS=66, REALTIME_REFRESH_LEAD=58)
     alice = await open_page(server.url + "/")
-    await log_in(alice, "alice")
+    async with alice.expect_websocket() as opened:
+        await log_in(alice, "alice")
+    refreshed = asyncio.Event()
+    (await opened.value).on("framereceived", lambda text: '"type":"refreshed"' in text and refreshed.set())
     first = await alice.evaluate("JSON.parse(sessionStorage.getItem('realtime-demo:tokens'))")
     await alice.evaluate(
         "window.states = []; window.realtimeDemo.client.on('state', (e) => window.states.push(e.state))"
@@ -215,15 +218,11 @@ async def test_the_page_refreshes_its_token_before_it_expires(servers, open_page
     second = await alice.evaluate("JSON.parse(sessionStorage.getItem('realtime-demo:tokens'))")
     assert second["access"] != first["access"]
 
-    async def refreshed() -> int:
-        rows = Connection.objects.filter(user__username="alice", closed_at__isnull=True)
-        return sum([row.refresh_count async for row in rows])
-
-    # The server took the new token in band (`refresh`), on the same socket.
-    deadline = asyncio.get_running_loop().time() + 10
-    while await refreshed() < 1:
-        assert asyncio.get_running_loop().time() < deadline, "the socket never refreshed its token"
-        await asyncio.sleep(0.1)
+    # The server took the new token in band (`refresh` answered `refreshed`), on the same socket,
+    # and recorded it before it answered.
+    await asyncio.wait_for(refreshed.wait(), 10)
+    rows = Connection.objects.filter(user__username="alice", closed_at__isnull=True)
+    assert [row.refresh_count async for row in rows] == [1]
     assert await alice.evaluate("window.states") == []
     await expect(alice.locator("#badge")).to_have_attribute("data-state", "connected")
     await send(alice, "still here")

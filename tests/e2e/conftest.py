@@ -28,8 +28,6 @@ from tests.conftest import make_tokens
 from .client import Client
 from .servers import DaphneServer, database_url, server_env
 
-_TIMINGS: list[tuple[str, str, float]] = []
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every end-to-end test: one xdist worker runs them one after another (`--dist loadgroup`),
@@ -40,22 +38,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("e2e"))
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print the recorded timings (never asserted: they depend on the machine)."""
-    if not _TIMINGS:
-        return
-    terminalreporter.section("e2e timings (informational, not pass/fail)")
-    for test, what, seconds in _TIMINGS:
-        terminalreporter.write_line(f"{seconds * 1000:8.1f} ms  {what}  [{test}]")
-
-
 @pytest.fixture
 def timings(request) -> Callable[[str, float], None]:
     """`timings("what", seconds)`: print a figure now and again in the terminal summary."""
 
     def record(what: str, seconds: float) -> None:
         print(f"TIMING {what}: {seconds * 1000:.1f} ms")
-        _TIMINGS.append((request.node.name, what, seconds))
+        # Carried by the test's report, so that the summary shows it also from an xdist worker.
+        request.node.user_properties.append(("timing", (what, seconds)))
 
     return record
 
