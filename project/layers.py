@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import redis.asyncio as aioredis
+from channels_redis.core import RedisChannelLayer
+
+from realtime.redis_pool import bounded_pool
+
 # channels-redis waits for messages with a blocking BZPOPMIN of 5 s; redis-py 8
 # reads with a 5 s socket timeout by default, so an idle socket's consumer would
 # die of a TimeoutError every few seconds. The socket timeout must outlast it.
@@ -9,6 +14,13 @@ SOCKET_TIMEOUT = 15
 
 
 FLAVOURS = ("core", "pubsub")
+
+class BoundedRedisChannelLayer(RedisChannelLayer):
+    """channels-redis's core layer on `bounded_pool`s: under a connection storm callers queue, none fails."""
+
+    def create_pool(self, index: int) -> aioredis.BlockingConnectionPool:
+        host = dict(self.hosts[index])
+        return bounded_pool(host.pop("address"), **host)
 
 
 def redis_channel_layer(
@@ -32,7 +44,7 @@ def redis_channel_layer(
         }
     return {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "project.layers.BoundedRedisChannelLayer",
             "CONFIG": {
                 "hosts": [host],
                 "prefix": f"{prefix}:asgi",

@@ -30,6 +30,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from ..redis_pool import bounded_pool
 from .base import (
     Engine,
     Position,
@@ -226,7 +227,7 @@ class RedisEngine(Engine):
 
     def __init__(self, url: str, prefix: str = "rt") -> None:
         self.prefix = prefix
-        self.redis = aioredis.Redis.from_url(url)
+        self.redis = aioredis.Redis.from_pool(bounded_pool(url))
         self._publish = self.redis.register_script(PUBLISH)
         self._read = self.redis.register_script(READ)
         self._presence_add = self.redis.register_script(PRESENCE_ADD)

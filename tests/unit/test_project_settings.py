@@ -52,7 +52,7 @@ def test_production_environment():
     values = json.loads(result.stdout)
     assert values["engine"] == "django.db.backends.postgresql"
     assert values["name"] == "rt"
-    assert values["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert values["layer"] == "project.layers.BoundedRedisChannelLayer"
     assert [host["address"] for host in values["hosts"]] == ["redis://cache.example.com:6379/2"]
     assert values["allowed"] == ["rt.example.com", "api.example.com"]
     assert "SECRET_KEY" not in result.stderr
