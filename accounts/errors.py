@@ -27,22 +27,6 @@ class APIError(exceptions.APIException):
     default_code = "bad_request"
 
 
-class TooLarge(APIError):
-    """The request body is over the configured limit."""
-
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "Request body too large."
-    default_code = "too_large"
-
-
-class Unavailable(APIError):
-    """A backing service (Redis, the database) does not answer; retry later."""
-
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "A backing service is unavailable; retry later."
-    default_code = "unavailable"
-
-
 # DRF exception class -> protocol code, most specific first.
 _CODES: list[tuple[type[Exception], str]] = [
     (exceptions.NotAuthenticated, "unauthorized"),

@@ -27,12 +27,11 @@ from accounts.errors import APIError
 
 from . import protocol
 from .engine import Slice
-from .exceptions import BadRequest, PermissionDenied, RealtimeError, Unavailable
+from .exceptions import SERVICE_ERRORS, BadRequest, PermissionDenied, RealtimeError, Unavailable, backing_service
 from .models import Room
 from .namespaces import Namespace, resolve
 from .publish import check_data_size, publish_sync
 from .reading import read_history, read_presence
-from .subscriptions import SERVICE_ERRORS, backing_service
 
 PUBLISH_PERMISSION = "realtime.publish"
 

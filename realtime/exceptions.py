@@ -18,11 +18,24 @@ Each one becomes exactly one frame through the consumer's single error path
     Disconnect                    -> {"type": "disconnect", ...} then close with its code
 
 Anything else is a server fault: logged with a reference, `internal` (or close 1011).
+A failure of a backing service (Redis, the database) becomes `Unavailable` in one
+place, `backing_service`, shared by the socket handlers, the HTTP API and the commands.
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import asynccontextmanager
+
+import redis
+from django.db import DatabaseError
+
 from .protocol import CloseCode, ErrorCode, RequestId
+
+logger = logging.getLogger(__name__)
+
+# Failures of a backing service: the client gets `unavailable` and may retry.
+SERVICE_ERRORS = (OSError, redis.RedisError, DatabaseError)
 
 
 class RealtimeError(Exception):
@@ -121,3 +134,19 @@ class Disconnect(Exception):
         self.code = CloseCode(code)
         self.reason = reason or self.code.reason
         super().__init__(f"{int(self.code)} {self.reason}")
+
+
+@asynccontextmanager
+async def backing_service(request_id: RequestId | None = None):
+    """Turn a failure of Redis or the database into `unavailable` (the details go to the log)."""
+    try:
+        yield
+    except SERVICE_ERRORS as exc:
+        logger.warning("backing service failed: %r", exc)
+        raise Unavailable(request_id=request_id) from exc
+
+
+def with_id(exc: RealtimeError, request_id: RequestId | None) -> RealtimeError:
+    """Attach the request id to an error raised below the handler."""
+    exc.request_id = request_id
+    return exc

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any
 from accounts.tokens import CredentialsError, ExpiredCredentials, authenticate_token
 
 from . import protocol, sessions
-from .exceptions import BadRequest, Disconnect, Forbidden, Unauthorized
+from .exceptions import BadRequest, Disconnect, Forbidden, Unauthorized, backing_service
 from .protocol import CloseCode
 from .publish import publish
 from .reading import read_history, read_presence
-from .subscriptions import backing_service
 
 if TYPE_CHECKING:
     from .consumers import RealtimeConsumer

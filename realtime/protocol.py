@@ -225,12 +225,6 @@ def _channel(frame: dict[str, Any], rid: RequestId | None) -> str:
     return value
 
 
-def split_channel(channel: str) -> tuple[str, str]:
-    """`"room:kitchen"` -> `("room", "kitchen")`; the channel is already valid."""
-    namespace, _, name = channel.partition(":")
-    return namespace, name
-
-
 def _position(frame: dict[str, Any], field: str, rid: RequestId | None) -> Position | None:
     value = frame.get(field)
     return None if value is None else _position_value(value, field, rid)
@@ -466,16 +460,6 @@ def encode_with_publications(frame: dict[str, Any], publications: list[str]) -> 
 def presence(request_id: RequestId | None, channel: str, members: list[dict[str, Any]]) -> dict[str, Any]:
     """`presence`: the reply to `presence`, one entry per user."""
     return _reply("presence", request_id, channel=channel, members=members)
-
-
-def publication(channel: str, epoch: str, offset: int, data: Any, user: int | None, ts: int) -> dict[str, Any]:
-    """A publication as stored in history and replayed in `subscribed` and `history`."""
-    return {"channel": channel, "epoch": epoch, "offset": offset, "data": data, "user": user, "ts": ts}
-
-
-def message(pub: dict[str, Any]) -> dict[str, Any]:
-    """`message`: the live push of a publication."""
-    return {"type": "message", **pub}
 
 
 def join(channel: str, user: dict[str, Any]) -> dict[str, Any]:

@@ -6,10 +6,9 @@ from typing import Any
 
 from . import presence
 from .engine import Slice, get_engine
-from .exceptions import PermissionDenied
+from .exceptions import PermissionDenied, backing_service
 from .namespaces import Namespace
 from .protocol import Position
-from .subscriptions import backing_service
 
 
 async def read_history(channel: str, namespace: Namespace, since: Position | None, limit: int | None) -> Slice:

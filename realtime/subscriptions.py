@@ -13,16 +13,20 @@ new epoch after lost data) the subscription ends with `unsubscribed` reason
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import redis
-from django.db import DatabaseError
-
 from . import presence, protocol
 from .engine import Slice, get_engine
-from .exceptions import AlreadySubscribed, LimitExceeded, NotSubscribed, PermissionDenied, RealtimeError, Unavailable
+from .exceptions import (
+    AlreadySubscribed,
+    LimitExceeded,
+    NotSubscribed,
+    PermissionDenied,
+    RealtimeError,
+    backing_service,
+    with_id,
+)
 from .namespaces import Namespace, resolve
 from .publish import channel_group, message_frame
 
@@ -42,26 +46,6 @@ class Subscription:
     namespace: Namespace
     epoch: str
     offset: int
-
-
-# Failures of a backing service: the client gets `unavailable` and may retry.
-SERVICE_ERRORS = (OSError, redis.RedisError, DatabaseError)
-
-
-@asynccontextmanager
-async def backing_service(request_id=None):
-    """Turn a failure of Redis or the database into `unavailable` (the details go to the log)."""
-    try:
-        yield
-    except SERVICE_ERRORS as exc:
-        logger.warning("backing service failed: %r", exc)
-        raise Unavailable(request_id=request_id) from exc
-
-
-def with_id(exc: RealtimeError, request_id) -> RealtimeError:
-    """Attach the request id to an error raised below the handler."""
-    exc.request_id = request_id
-    return exc
 
 
 class Subscriptions:

@@ -162,13 +162,6 @@ class Engine(ABC):
         """Drop lapsed entries (dead processes, drops not resumed) and report who left."""
 
     @abstractmethod
-    async def presence_members(self, channel: str) -> list[dict[str, Any]]:
-        """One entry per present user: `{"id", "username", "connections"}`, by username.
-
-        A read: lapsed entries are left out but not pruned, so no `leave` is lost.
-        """
-
-    @abstractmethod
     async def presence_snapshot(self, channel: str) -> tuple[PresenceChange, list[dict[str, Any]]]:
         """Prune lapsed entries and list the members, atomically: who left (to announce), and who is there.
 

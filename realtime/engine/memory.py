@@ -161,7 +161,7 @@ class MemoryEngine(Engine):
         _, left = self._prune(channel)
         return PresenceChange([], left)
 
-    async def presence_members(self, channel: str) -> list[dict[str, Any]]:
+    def _members(self, channel: str) -> list[dict[str, Any]]:
         presence = self.presence.get(channel)
         if presence is None:
             return []
@@ -170,7 +170,7 @@ class MemoryEngine(Engine):
 
     async def presence_snapshot(self, channel: str) -> tuple[PresenceChange, list[dict[str, Any]]]:
         _, left = self._prune(channel)
-        return PresenceChange([], left), await self.presence_members(channel)
+        return PresenceChange([], left), self._members(channel)
 
     # ---------------------------------------------------------------- resumable sessions
 

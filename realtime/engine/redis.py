@@ -153,15 +153,6 @@ return {0, prune(ARGV[1])}
 """
 )
 
-# ARGV: now. Returns the users of the live (not lapsed) sessions; prunes nothing, so a
-# `leave` is never swallowed by a read.
-PRESENCE_MEMBERS = """
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
-if #live == 0 then return {} end
-return redis.call('HMGET', KEYS[2], unpack(live))
-"""
-
-
 # ARGV: now. Prunes, then lists the live sessions' users: {left users, live users}.
 PRESENCE_SNAPSHOT = (
     _PRESENCE
@@ -233,7 +224,6 @@ class RedisEngine(Engine):
         self._presence_add = self.redis.register_script(PRESENCE_ADD)
         self._presence_remove = self.redis.register_script(PRESENCE_REMOVE)
         self._presence_prune = self.redis.register_script(PRESENCE_PRUNE)
-        self._presence_members = self.redis.register_script(PRESENCE_MEMBERS)
         self._presence_snapshot = self.redis.register_script(PRESENCE_SNAPSHOT)
         self._session_write = self.redis.register_script(SESSION_WRITE)
         self._session_take = self.redis.register_script(SESSION_TAKE)
@@ -308,10 +298,6 @@ class RedisEngine(Engine):
     async def presence_prune(self, channel: str) -> PresenceChange:
         _, left = await self._presence_prune(self._presence_keys(channel), [await self._now_ms()])
         return PresenceChange([], _users(left))
-
-    async def presence_members(self, channel: str) -> list[dict[str, Any]]:
-        users = await self._presence_members(self._presence_keys(channel), [await self._now_ms()])
-        return count_members(_users(users))
 
     async def presence_snapshot(self, channel: str) -> tuple[PresenceChange, list[dict[str, Any]]]:
         left, users = await self._presence_snapshot(self._presence_keys(channel), [await self._now_ms()])

@@ -7,10 +7,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from realtime.exceptions import RealtimeError
+from realtime.exceptions import SERVICE_ERRORS, RealtimeError
 from realtime.protocol import loads_json
 from realtime.publish import check_data_size, publish_sync
-from realtime.subscriptions import SERVICE_ERRORS
 
 
 class Command(BaseCommand):
