@@ -26,7 +26,7 @@ from django.db import connection, connections
 from tests.conftest import make_tokens
 
 from .client import Client
-from .servers import DaphneServer, database_url, server_env
+from .servers import DaphneServer, UvicornServer, database_url, server_env
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,7 +75,8 @@ def server_base_env(transactional_db, redis_url: str, redis_prefix: str) -> dict
 
 @pytest.fixture
 def launch(server_base_env: dict[str, str], tmp_path) -> Any:
-    """Spawn servers: `launch(REALTIME_HEARTBEAT=1)`; stopped (SIGTERM) and their logs checked at teardown.
+    """Spawn servers: `launch(REALTIME_HEARTBEAT=1)`, `launch("uvicorn")`; stopped (SIGTERM) and their
+    logs checked at teardown.
 
     `launch.tolerate(pattern)`: log records matching the regex `pattern` are not charged to the
     test (only for a test that breaks a service on purpose, and says why).
@@ -83,10 +84,11 @@ def launch(server_base_env: dict[str, str], tmp_path) -> Any:
     started: list[DaphneServer] = []
     tolerated: list[re.Pattern] = []
 
-    def spawn(**env: object) -> DaphneServer:
+    def spawn(kind: str = "daphne", **env: object) -> DaphneServer:
         name = f"server{len(started)}"
         extra = {key: str(value) for key, value in env.items()}
-        server = DaphneServer({**server_base_env, **extra}, tmp_path / f"{name}.log", name=name)
+        server_class = {"daphne": DaphneServer, "uvicorn": UvicornServer}[kind]
+        server = server_class({**server_base_env, **extra}, tmp_path / f"{name}.log", name=name)
         started.append(server.start())
         return server
 
@@ -110,8 +112,8 @@ def launch(server_base_env: dict[str, str], tmp_path) -> Any:
 def servers(launch) -> Callable[..., Any]:
     """`await servers(2, REALTIME_NODE_HEARTBEAT=0.5)`: that many ready servers, started in parallel."""
 
-    async def start(count: int = 1, **env: object) -> list[DaphneServer]:
-        spawned = [launch(**env) for _ in range(count)]
+    async def start(count: int = 1, kind: str = "daphne", **env: object) -> list[DaphneServer]:
+        spawned = [launch(kind, **env) for _ in range(count)]
         await asyncio.gather(*(server.wait_ready() for server in spawned))
         return spawned
 

@@ -129,6 +129,11 @@ class DaphneServer:
 
     # ------------------------------------------------------------ lifecycle
 
+    def command(self) -> list[str]:
+        """The server's command line."""
+        daphne = [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(self.port)]
+        return [*daphne, *self.args, "project.asgi:application"]
+
     def start(self, *, same_port: bool = False) -> DaphneServer:
         """Spawn daphne on a free port (or, with `same_port`, again on the last one: a restart the
         clients can find at the same URL); `wait_ready()` tells when it answers."""
@@ -141,7 +146,7 @@ class DaphneServer:
         self._log_file.write(f"==== {self.name} on port {self.port}\n".encode())
         self._log_file.flush()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(self.port), *self.args, "project.asgi:application"],
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -226,6 +231,19 @@ class DaphneServer:
     def problems(self) -> list[str]:
         """Log records showing an unhandled error (a traceback, "Exception inside application", ...)."""
         return [record for record in log_records(self.log_text()) if is_problem(record)]
+
+
+class UvicornServer(DaphneServer):
+    """The same application under uvicorn (its `websockets` implementation), the other supported server."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, name: str = "uvicorn", args: tuple[str, ...] = ()):
+        super().__init__(env, log_path, name=name, args=args)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", HOST, "--port", str(self.port),
+            "--ws", "websockets", "--lifespan", "off", "--log-level", "info", *self.args,
+        ]  # fmt: skip
 
 
 def is_problem(record: str) -> bool:
