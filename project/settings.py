@@ -147,6 +147,10 @@ SIMPLE_JWT = {
     "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
 }
 
+# `GET /metrics` (Prometheus): the bearer token a scraper must send. Unset, the
+# metrics are open to anyone when DEBUG is on and refused (403) when it is off.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 # Timers, limits and namespaces of the real-time engine. Defaults and meanings:
 # realtime/conf.py and docs/configuration.md. Each key can also be set from the
 # environment as REALTIME_<KEY>.

@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from accounts.errors import APIError
 
-from . import protocol
+from . import metrics, protocol
 from .engine import Slice
 from .exceptions import SERVICE_ERRORS, BadRequest, PermissionDenied, RealtimeError, Unavailable, backing_service
 from .models import Room
@@ -99,7 +99,9 @@ class RealtimeAPIView(APIView):
 
     def handle_exception(self, exc: Exception) -> Response:
         """Translate realtime errors, then let DRF and `accounts.errors` build the response."""
-        return super().handle_exception(to_api_error(exc))
+        response = super().handle_exception(to_api_error(exc))
+        metrics.http_error(response)
+        return response
 
 
 @contextmanager
@@ -108,6 +110,7 @@ def service_errors() -> Iterator[None]:
     try:
         yield
     except SERVICE_ERRORS as exc:
+        metrics.service_error(exc)
         raise Unavailable() from exc
 
 

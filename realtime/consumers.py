@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
-from . import handlers, protocol, sessions
+from . import handlers, metrics, protocol, sessions
 from . import resume as resumption
 from .conf import realtime_settings
 from .control import CHANNEL_END_EVENT, user_group
@@ -76,6 +76,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.groups: list[str] = []
         self.subscriptions = Subscriptions(self)
         self.record: resumption.SessionRecord | None = None  # the session's record for resume, once authenticated
+        self.ping_sent_at: float | None = None  # when the heartbeat `ping` was queued, until its `pong`
 
     # ------------------------------------------------------------ lifecycle
 
@@ -89,6 +90,8 @@ class RealtimeConsumer(AsyncConsumer):
             raise
         finally:
             self._stop_tasks()
+            if self.outbox is not None:  # counted as open in on_connect
+                metrics.connection_ended()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route an event by the explicit table. No `aclose_old_connections()` here:
@@ -115,6 +118,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.rate_errors = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
         self.outbox = Outbox(self.base_send, settings["SEND_QUEUE_BYTES"])
         LIVE.add(self)
+        metrics.connection_opened()
 
         # Close codes only work after accept: closing before it is an HTTP 403.
         await self.base_send({"type": "websocket.accept"})
@@ -163,10 +167,15 @@ class RealtimeConsumer(AsyncConsumer):
         await self._guard(text, self._handle_frame, text)
 
     async def _handle_frame(self, text: str | None) -> None:
-        if text is None:
-            raise BadRequest("Binary frames are not supported; send JSON text frames.")
-        protocol.check_size(text, self.settings["MAX_FRAME_BYTES"])
-        request = protocol.parse(text)
+        try:
+            if text is None:
+                raise BadRequest("Binary frames are not supported; send JSON text frames.")
+            protocol.check_size(text, self.settings["MAX_FRAME_BYTES"])
+            request = protocol.parse(text)
+        except RealtimeError:
+            metrics.received_other()
+            raise
+        metrics.received(request)
         if not self.bucket.take():
             raise RateLimited(request_id=request.id)
         await handlers.handle(self, request)
@@ -176,14 +185,17 @@ class RealtimeConsumer(AsyncConsumer):
         self.closing = True
         self._stop_tasks()
         code = self.close_code if self.close_code is not None else message.get("code")
+        metrics.disconnected(code, by_server=self.close_code is not None)
         if self.record is not None:
             try:
                 await self.record.close(code)
             except Exception as exc:  # without it the client resumes from its own positions, or recovers
+                metrics.service_error(exc)
                 logger.warning("could not keep session %s for a resume: %r", self.session_id, exc)
         try:
             await self.subscriptions.close(own_presence=not (self.record and self.record.taken_over))
         except Exception as exc:  # best effort: presence lapses on its own
+            metrics.service_error(exc)
             logger.warning("could not leave the channels of %s: %r", self.session_id, exc)
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)
@@ -192,6 +204,7 @@ class RealtimeConsumer(AsyncConsumer):
             try:
                 await sessions.record_close(self.row_id, code, reason)
             except Exception as exc:  # the record is best effort; the cleanup closes it otherwise
+                metrics.service_error(exc)
                 logger.warning("could not record the close of %s: %r", self.session_id, exc)
         raise StopConsumer()
 
@@ -233,6 +246,8 @@ class RealtimeConsumer(AsyncConsumer):
         position in `positions` when it gave one, else from the last one recorded.
         """
         restored = await resumption.take(resume, self.channel_name, user.pk)
+        if resume:
+            metrics.resumed(restored is not None)
         if restored is not None:
             self.session_id = resume
             for channel, position in (positions or {}).items():
@@ -284,6 +299,7 @@ class RealtimeConsumer(AsyncConsumer):
 
     def send_frame(self, frame: dict[str, Any]) -> None:
         """Queue one frame for the client."""
+        metrics.sent_frame(frame)
         self.send_text(protocol.encode(frame))
 
     def send_text(self, text: str) -> None:
@@ -291,6 +307,7 @@ class RealtimeConsumer(AsyncConsumer):
         try:
             self.outbox.put_text(text)
         except Overflow:
+            metrics.slow_cutoff()
             self._close_now(CloseCode.SLOW, None, drop_queued=True)
 
     async def close_with(self, code: CloseCode, reason: str | None = None) -> None:
@@ -303,6 +320,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.closing = True
         self.close_code = int(code)
         self.close_reason = reason or code.reason
+        metrics.sent_disconnect()
         self.outbox.close(
             [
                 {"type": "websocket.send", "text": protocol.encode(protocol.disconnect(code, reason))},
@@ -317,6 +335,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.closing = True
         self.close_code, self.close_reason = int(CloseCode.GOING_AWAY), CloseCode.GOING_AWAY.reason
         self.outbox.stop()
+        metrics.sent_disconnect()
         try:
             await self.base_send(
                 {"type": "websocket.send", "text": protocol.encode(protocol.disconnect(CloseCode.GOING_AWAY))}
@@ -346,6 +365,7 @@ class RealtimeConsumer(AsyncConsumer):
         elif isinstance(exc, Disconnect):
             await self.close_with(exc.code, exc.reason)
         else:
+            metrics.service_error(exc)
             ref = uuid.uuid4().hex[:12]
             logger.error("Unhandled error on %s (ref %s), frame %.200r", self.session_id, ref, text, exc_info=exc)
             self.send_frame(protocol.error(protocol.ErrorCode.INTERNAL, f"Internal server error (ref {ref})."))
@@ -381,6 +401,7 @@ class RealtimeConsumer(AsyncConsumer):
             if now >= self.next_ping:
                 self.next_ping = now + settings["HEARTBEAT"]
                 self.send_frame(protocol.ping())
+                self.ping_sent_at = now
             deadlines = [self.next_ping, self.last_received + silence]
             if self.user is None:
                 deadlines.append(self.auth_deadline)

@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager
 import redis
 from django.db import DatabaseError
 
+from . import metrics
 from .protocol import CloseCode, ErrorCode, RequestId
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ async def backing_service(request_id: RequestId | None = None):
     try:
         yield
     except SERVICE_ERRORS as exc:
+        metrics.service_error(exc)
         logger.warning("backing service failed: %r", exc)
         raise Unavailable(request_id=request_id) from exc
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from accounts.tokens import CredentialsError, ExpiredCredentials, authenticate_token
 
-from . import protocol, sessions
+from . import metrics, protocol, sessions
 from .exceptions import BadRequest, Disconnect, Forbidden, Unauthorized, backing_service
 from .protocol import CloseCode
 from .publish import publish
@@ -30,7 +30,8 @@ async def handle(consumer: RealtimeConsumer, request: protocol.Request) -> None:
     """Run the handler of `request`, after the authentication gate."""
     if consumer.user is None and not isinstance(request, OPEN_REQUESTS):
         raise Unauthorized("Authenticate first: send an `auth` frame.", request_id=request.id)
-    await HANDLERS[type(request)](consumer, request)
+    with metrics.timed(request):
+        await HANDLERS[type(request)](consumer, request)
 
 
 async def handle_auth(consumer: RealtimeConsumer, request: protocol.Auth) -> None:
@@ -67,7 +68,10 @@ async def handle_ping(consumer: RealtimeConsumer, request: protocol.Ping) -> Non
 
 
 async def handle_pong(consumer: RealtimeConsumer, request: protocol.Pong) -> None:
-    """`pong`: the receipt itself proved the client alive."""
+    """`pong`: the receipt itself proved the client alive; one answering the heartbeat times its round trip."""
+    sent_at, consumer.ping_sent_at = consumer.ping_sent_at, None
+    if sent_at is not None:
+        metrics.pong_after(consumer.clock() - sent_at)
 
 
 async def handle_subscribe(consumer: RealtimeConsumer, request: protocol.Subscribe) -> None:
@@ -98,6 +102,7 @@ async def handle_history(consumer: RealtimeConsumer, request: protocol.History) 
     async with backing_service(request.id):
         stream = await read_history(request.channel, namespace, request.since, request.limit)
     frame = protocol.history(request.id, request.channel, stream.epoch, stream.offset, None)
+    metrics.sent("history")
     consumer.send_text(protocol.encode_with_publications(frame, stream.publications))
 
 

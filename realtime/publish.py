@@ -18,6 +18,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from . import metrics
 from .conf import realtime_settings
 from .engine import Published, get_engine, publication_parts
 from .engine.base import now_ms
@@ -45,7 +46,7 @@ def check_data_size(data: Any) -> None:
         raise TooLarge(f"`data` over {limit} bytes.")
 
 
-async def fan_out(channel: str, published: Published) -> None:
+async def fan_out(channel: str, published: Published, ts: int) -> None:
     """Send a publication to every subscriber of `channel` on every process."""
     await get_channel_layer().group_send(
         channel_group(channel),
@@ -55,6 +56,7 @@ async def fan_out(channel: str, published: Published) -> None:
             "epoch": published.epoch,
             "offset": published.offset,
             "frame": message_frame(published.text),
+            "ts": ts,
         },
     )
 
@@ -66,9 +68,11 @@ async def publish(channel: str, data: Any, *, user: int | None = None) -> Publis
     caller's business: this is the server side, which may publish anywhere.
     """
     namespace, _ = resolve(channel)
-    head, tail = publication_parts(channel, data, user, now_ms())
+    ts = now_ms()
+    head, tail = publication_parts(channel, data, user, ts)
     published = await get_engine().publish(channel, head, tail, size=namespace.history_size, ttl=namespace.history_ttl)
-    await fan_out(channel, published)
+    metrics.published()
+    await fan_out(channel, published, ts)
     return published
 
 

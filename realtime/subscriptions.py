@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import presence, protocol
+from . import metrics, presence, protocol
 from .engine import Slice, get_engine
 from .exceptions import (
     AlreadySubscribed,
@@ -109,6 +109,9 @@ class Subscriptions:
             raise
         self.active[channel] = Subscription(channel, namespace, stream.epoch, stream.offset)
         recovered = recover is not None and stream.complete
+        if recover is not None:
+            metrics.recovery(recovered, len(stream.publications))
+        metrics.sent("subscribed")
         self.consumer.send_text(
             protocol.encode_with_publications(
                 protocol.subscribed(rid, channel, stream.epoch, stream.offset, recovered, None), stream.publications
@@ -217,6 +220,7 @@ class Subscriptions:
             if offset == sub.offset + 1:
                 sub.offset = offset
                 self.consumer.send_text(event["frame"])
+                metrics.delivered(1, event.get("ts"))
                 return
         await self.fill(sub, event)
 
@@ -227,12 +231,14 @@ class Subscriptions:
         except Exception:
             logger.exception("history read for the gap on %s failed", sub.channel)
             stream = None
+        metrics.gap(stream is not None and stream.complete)
         if stream is None or not stream.complete:
             await self.end(sub.channel, INSUFFICIENT_STATE)
             return
         for text in stream.publications:
             sub.offset += 1
             self.consumer.send_text(message_frame(text))
+        metrics.delivered(len(stream.publications))
 
     def presence_event(self, event: dict[str, Any]) -> None:
         """`join`/`leave` pushes for a subscribed channel whose namespace announces them."""
