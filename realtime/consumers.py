@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 import uuid
-import weakref
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,6 +24,7 @@ from .conf import realtime_settings
 from .control import CHANNEL_END_EVENT, user_group
 from .exceptions import BadRequest, Disconnect, RateLimited, RealtimeError
 from .limits import ErrorWindow, TokenBucket
+from .live import LIVE
 from .node import node_name
 from .outbox import Outbox, Overflow
 from .protocol import CloseCode
@@ -32,18 +32,6 @@ from .publish import MESSAGE_EVENT, PRESENCE_EVENT
 from .subscriptions import Subscriptions
 
 logger = logging.getLogger(__name__)
-
-# The consumers alive in this process, for a graceful shutdown.
-LIVE: weakref.WeakSet = weakref.WeakSet()
-
-
-def say_going_away() -> int:
-    """Tell every socket of this process that the server is going away (1001); returns how many."""
-    consumers = [consumer for consumer in list(LIVE) if consumer.outbox is not None and not consumer.closing]
-    for consumer in consumers:
-        consumer._close_now(CloseCode.GOING_AWAY, None, drop_queued=False)
-    return len(consumers)
-
 
 class RealtimeConsumer(AsyncConsumer):
     """One socket session of the protocol in docs/protocol.md."""
@@ -117,7 +105,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.bad_frames = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
         self.rate_errors = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
         self.outbox = Outbox(self.base_send, settings["SEND_QUEUE_BYTES"])
-        LIVE.add(self)
+        LIVE.add(self)  # for a graceful shutdown: realtime.live.say_going_away
         metrics.connection_opened()
 
         # Close codes only work after accept: closing before it is an HTTP 403.
@@ -328,6 +316,13 @@ class RealtimeConsumer(AsyncConsumer):
             ],
             drop_queued=drop_queued,
         )
+
+    def go_away(self) -> bool:
+        """The server is stopping: `disconnect` 1001 after what is queued, then close (realtime.live)."""
+        if self.outbox is None or self.closing:
+            return False
+        self._close_now(CloseCode.GOING_AWAY, None, drop_queued=False)
+        return True
 
     async def _going_away(self) -> None:
         if self.outbox is None or self.closing:

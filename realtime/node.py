@@ -320,8 +320,8 @@ async def _shutdown_quietly() -> None:
         # clients complete the close before Twisted drops every connection.
         # (daphne cancels its applications too, but its kill_all_applications can stop
         # at a KeyError on a kept-alive HTTP connection, so we do not rely on it.)
-        from .consumers import say_going_away
         from .daphne_adapter import wait_closed
+        from .live import say_going_away
 
         if say_going_away():
             await wait_closed(SHUTDOWN_TIMEOUT / 2)
