@@ -27,9 +27,9 @@ from accounts.errors import APIError
 
 from . import metrics, protocol
 from .engine import Slice
-from .exceptions import SERVICE_ERRORS, BadRequest, PermissionDenied, RealtimeError, Unavailable, backing_service
+from .exceptions import SERVICE_ERRORS, BadRequest, RealtimeError, Unavailable, backing_service
 from .models import Room
-from .namespaces import Namespace, resolve
+from .namespaces import Namespace, check_access, resolve
 from .publish import check_data_size, publish_sync
 from .reading import read_history, read_presence
 
@@ -145,10 +145,7 @@ class PublishView(RealtimeAPIView):
 async def readable_namespace(user: Any, channel: str) -> Namespace:
     """The channel's namespace when `user` may subscribe to it (who may subscribe may read)."""
     namespace, name = resolve(channel)
-    async with backing_service():
-        allowed = await namespace.subscribe(user, name)
-    if not allowed:
-        raise PermissionDenied(f"You may not read {channel}.")
+    await check_access(namespace, user, name, "subscribe")
     return namespace
 
 

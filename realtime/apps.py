@@ -13,6 +13,8 @@ class RealtimeConfig(AppConfig):
     def ready(self) -> None:
         from . import receivers  # noqa: F401 - connects the signal receivers
         from .conf import realtime_settings
+        from .namespaces import namespaces
 
         realtime_settings.reload()
         realtime_settings.values  # noqa: B018 - loading validates; errors stop start-up
+        namespaces()  # imports every rule path now: a wrong one stops start-up, not the first subscribe

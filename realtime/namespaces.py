@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .conf import realtime_settings
-from .exceptions import BadRequest, UnknownNamespace
+from .exceptions import BadRequest, PermissionDenied, UnknownNamespace, backing_service
 from .protocol import CHANNEL_RE
 
 Rule = Callable[[Any, str], Awaitable[bool]]
+Action = Literal["subscribe", "publish"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +39,8 @@ _cache: tuple[int, dict[str, Namespace]] | None = None
 
 
 def namespaces() -> dict[str, Namespace]:
-    """Every configured namespace (imported once per settings object)."""
+    """Every configured namespace, its rules imported once per settings object (at start-up too:
+    `RealtimeConfig.ready`, so a rule path that does not import stops the server)."""
     global _cache
     values = realtime_settings.values
     if _cache is None or _cache[0] != id(values):
@@ -45,8 +48,8 @@ def namespaces() -> dict[str, Namespace]:
         for name, rules in values["NAMESPACES"].items():
             table[name] = Namespace(
                 name=name,
-                subscribe=import_string(rules["subscribe"]),
-                publish=import_string(rules["publish"]),
+                subscribe=_rule(name, "subscribe", rules["subscribe"]),
+                publish=_rule(name, "publish", rules["publish"]),
                 history_size=rules["history_size"],
                 history_ttl=rules["history_ttl"],
                 presence=rules["presence"],
@@ -54,6 +57,18 @@ def namespaces() -> dict[str, Namespace]:
             )
         _cache = (id(values), table)
     return _cache[1]
+
+
+def _rule(namespace: str, action: str, path: str) -> Rule:
+    try:
+        rule = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"REALTIME NAMESPACES[{namespace!r}][{action!r}]: cannot import {path!r}: {exc}"
+        ) from exc
+    if not callable(rule):
+        raise ImproperlyConfigured(f"REALTIME NAMESPACES[{namespace!r}][{action!r}]: {path!r} is not callable")
+    return rule
 
 
 def resolve(channel: str) -> tuple[Namespace, str]:
@@ -65,6 +80,21 @@ def resolve(channel: str) -> tuple[Namespace, str]:
     if namespace is None:
         raise UnknownNamespace(f"No namespace {match.group(1)!r}.")
     return namespace, match.group(2)
+
+
+async def allowed(namespace: Namespace, user, name: str, action: Action, request_id=None) -> bool:
+    """Whether the namespace's `action` rule ("subscribe", which also covers history and
+    presence, or "publish") lets `user` act on the channel `name`; a backing service
+    that fails is `unavailable`. The one access check of the socket and the HTTP API."""
+    rule = namespace.subscribe if action == "subscribe" else namespace.publish
+    async with backing_service(request_id):
+        return await rule(user, name)
+
+
+async def check_access(namespace: Namespace, user, name: str, action: Action, request_id=None) -> None:
+    """`allowed`, or `permission_denied` naming what was refused."""
+    if not await allowed(namespace, user, name, action, request_id):
+        raise PermissionDenied(f"You may not {action} to {namespace.name}:{name}.", request_id=request_id)
 
 
 # ---------------------------------------------------------------- built-in rules

@@ -27,7 +27,7 @@ from .exceptions import (
     backing_service,
     with_id,
 )
-from .namespaces import Namespace, resolve
+from .namespaces import Namespace, allowed, check_access, resolve
 from .publish import channel_group, message_frame
 
 if TYPE_CHECKING:
@@ -69,19 +69,14 @@ class Subscriptions:
 
     async def check_subscribe(self, namespace: Namespace, name: str, request_id) -> None:
         """Raise `permission_denied` unless the namespace lets this user subscribe (read history, presence)."""
-        async with backing_service(request_id):
-            allowed = await namespace.subscribe(self.consumer.user, name)
-        if not allowed:
-            raise PermissionDenied(f"You may not subscribe to {namespace.name}:{name}.", request_id=request_id)
+        await check_access(namespace, self.consumer.user, name, "subscribe", request_id)
 
     async def check_publish(self, namespace: Namespace, name: str, channel: str, request_id) -> None:
         """Raise `permission_denied` unless this user may publish here; the answer is kept per connection."""
-        allowed = self.may_publish.get(channel)
-        if allowed is None:
-            async with backing_service(request_id):
-                allowed = await namespace.publish(self.consumer.user, name)
-            self.may_publish[channel] = allowed
-        if not allowed:
+        may = self.may_publish.get(channel)
+        if may is None:
+            may = self.may_publish[channel] = await allowed(namespace, self.consumer.user, name, "publish", request_id)
+        if not may:
             raise PermissionDenied(f"You may not publish to {channel}.", request_id=request_id)
 
     # ---------------------------------------------------------------- requests
@@ -147,8 +142,7 @@ class Subscriptions:
                 continue
             try:
                 namespace, name = resolve(channel)
-                allowed = await namespace.subscribe(self.consumer.user, name)
-                if not allowed:
+                if not await allowed(namespace, self.consumer.user, name, "subscribe"):
                     self.consumer.send_frame(protocol.unsubscribed(None, channel, "removed"))
                     continue
                 await self.join(channel, namespace, protocol.Position(epoch, offset))

@@ -115,3 +115,18 @@ def test_every_setting_is_documented():
         assert row in doc, f"docs/configuration.md lacks the row for {key}: {row}"
     for rule in NAMESPACE_DEFAULTS:
         assert f"| `{rule}` |" in doc
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [("realtime.namespaces.no_such_rule", "cannot import"), ("realtime.namespaces.CHANNEL_RE", "not callable")],
+)
+def test_a_namespace_rule_that_does_not_import_stops_start_up_naming_it(path, says):
+    from django.apps import apps
+
+    from realtime.namespaces import namespaces
+
+    with override_settings(REALTIME={"NAMESPACES": {"public": {"publish": path}}}):
+        with pytest.raises(ImproperlyConfigured, match=rf"NAMESPACES\['public'\]\['publish'\].*{says}"):
+            apps.get_app_config("realtime").ready()  # what start-up runs
+    assert namespaces()["public"].publish.__name__ == "authenticated"
