@@ -9,6 +9,7 @@ heartbeat, token expiry) live in one watchdog task per connection.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 import uuid
@@ -33,6 +34,16 @@ from .subscriptions import Subscriptions
 
 logger = logging.getLogger(__name__)
 
+class SocketState(enum.Enum):
+    """Where a socket is in its life; one value instead of a flag per phase (as websockets' `State`)."""
+
+    CONNECTING = "connecting"  # the handshake arrived; not accepted yet
+    OPEN = "open"  # accepted, not authenticated (only `auth`, `ping`, `pong` are served)
+    AUTHENTICATED = "authenticated"  # `welcome` sent
+    CLOSING = "closing"  # a close is under way (the server's or the client's): nothing more is handled
+    CLOSED = "closed"  # the socket is gone and its session recorded
+
+
 class RealtimeConsumer(AsyncConsumer):
     """One socket session of the protocol in docs/protocol.md."""
 
@@ -54,17 +65,30 @@ class RealtimeConsumer(AsyncConsumer):
         self.user = None
         self.auth_method = ""
         self.expires_at: int | None = None
-        self.closing = False
+        self.state = SocketState.CONNECTING
         self.close_code: int | None = None
         self.close_reason = ""
-        self.recorded = False
-        self.row_id: int | None = None
+        self.row_id: int | None = None  # the session row, once written
         self.outbox: Outbox | None = None
         self.watchdog: asyncio.Task | None = None
+        self._watch_wakeup: asyncio.Event | None = None
+        # Timers and limits, set when the socket is accepted (on the server's event loop).
+        self.clock = time.monotonic
+        self.last_received = self.next_ping = self.auth_deadline = 0.0
+        self.expiring_at: float | None = None
+        self.expiry_deadline: float | None = None
+        self.bucket: TokenBucket | None = None
+        self.bad_frames: ErrorWindow | None = None
+        self.rate_errors: ErrorWindow | None = None
         self.groups: list[str] = []
         self.subscriptions = Subscriptions(self)
         self.record: resumption.SessionRecord | None = None  # the session's record for resume, once authenticated
         self.ping_sent_at: float | None = None  # when the heartbeat `ping` was queued, until its `pong`
+
+    @property
+    def closing(self) -> bool:
+        """True once a close is under way: no frame or event is handled any more."""
+        return self.state in (SocketState.CLOSING, SocketState.CLOSED)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -99,8 +123,6 @@ class RealtimeConsumer(AsyncConsumer):
         self.last_received = now
         self.next_ping = now + settings["HEARTBEAT"]
         self.auth_deadline = now + settings["AUTH_TIMEOUT"]
-        self.expiring_at: float | None = None
-        self.expiry_deadline: float | None = None
         self.bucket = TokenBucket(settings["RATE"], settings["RATE_BURST"])
         self.bad_frames = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
         self.rate_errors = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
@@ -110,6 +132,7 @@ class RealtimeConsumer(AsyncConsumer):
 
         # Close codes only work after accept: closing before it is an HTTP 403.
         await self.base_send({"type": "websocket.accept"})
+        self.state = SocketState.OPEN
         self.outbox.start()
         self.watchdog = asyncio.ensure_future(self._watch())
         await self._guard(None, self._authenticate_handshake)
@@ -144,7 +167,6 @@ class RealtimeConsumer(AsyncConsumer):
             remote_addr=client[0],
             user_agent=headers.get(b"user-agent", b"").decode("latin1"),
         )
-        self.recorded = True
 
     async def on_receive(self, message: dict[str, Any]) -> None:
         """One client frame: size, parse, rate, authentication, then its handler."""
@@ -170,7 +192,7 @@ class RealtimeConsumer(AsyncConsumer):
 
     async def on_disconnect(self, message: dict[str, Any]) -> None:
         """The socket is gone: leave groups, record the close, stop."""
-        self.closing = True
+        self.state = SocketState.CLOSING
         self._stop_tasks()
         code = self.close_code if self.close_code is not None else message.get("code")
         metrics.disconnected(code, by_server=self.close_code is not None)
@@ -187,13 +209,14 @@ class RealtimeConsumer(AsyncConsumer):
             logger.warning("could not leave the channels of %s: %r", self.session_id, exc)
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)
-        if self.recorded:
+        if self.row_id is not None:
             reason = self.close_reason or "client_closed"
             try:
                 await sessions.record_close(self.row_id, code, reason)
             except Exception as exc:  # the record is best effort; the cleanup closes it otherwise
                 metrics.service_error(exc)
                 logger.warning("could not record the close of %s: %r", self.session_id, exc)
+        self.state = SocketState.CLOSED
         raise StopConsumer()
 
     async def rt_disconnect(self, event: dict[str, Any]) -> None:
@@ -249,6 +272,8 @@ class RealtimeConsumer(AsyncConsumer):
             resumed=restored is not None,
         )
         self.user = user
+        if self.state is SocketState.OPEN:  # not when a close began meanwhile
+            self.state = SocketState.AUTHENTICATED
         self.auth_method = method
         self.record = resumption.SessionRecord(
             self.session_id, self.channel_name, user.pk, self.subscriptions.positions
@@ -305,7 +330,7 @@ class RealtimeConsumer(AsyncConsumer):
     def _close_now(self, code: CloseCode, reason: str | None, *, drop_queued: bool) -> None:
         if self.closing:
             return
-        self.closing = True
+        self.state = SocketState.CLOSING
         self.close_code = int(code)
         self.close_reason = reason or code.reason
         metrics.sent_disconnect()
@@ -327,7 +352,7 @@ class RealtimeConsumer(AsyncConsumer):
     async def _going_away(self) -> None:
         if self.outbox is None or self.closing:
             return
-        self.closing = True
+        self.state = SocketState.CLOSING
         self.close_code, self.close_reason = int(CloseCode.GOING_AWAY), CloseCode.GOING_AWAY.reason
         self.outbox.stop()
         metrics.sent_disconnect()
@@ -369,9 +394,8 @@ class RealtimeConsumer(AsyncConsumer):
     # ------------------------------------------------------------ timers
 
     def _wake_watchdog(self) -> None:
-        event = getattr(self, "_watch_wakeup", None)
-        if event is not None:
-            event.set()
+        if self._watch_wakeup is not None:
+            self._watch_wakeup.set()
 
     async def _watch(self) -> None:
         """Auth timeout, heartbeat pings, silence timeout, token expiry: one task, one sleep at a time."""

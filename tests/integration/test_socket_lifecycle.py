@@ -8,6 +8,8 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from realtime import handlers, protocol
+from realtime.consumers import SocketState
+from realtime.live import LIVE
 from realtime.models import Connection
 from tests.conftest import make_tokens
 
@@ -235,3 +237,19 @@ async def test_a_client_that_does_not_read_is_cut_off_4013(connect, ws_app, user
     assert output == {"type": "websocket.close", "code": 4013}
     assert frames[-1] == protocol.encode(protocol.disconnect(protocol.CloseCode.SLOW))
     assert len(frames) < 200  # the backlog was dropped, not delivered
+
+
+# ---------------------------------------------------------------- the consumer's own state
+
+
+async def test_the_consumer_moves_through_one_state_open_authenticated_closed(connect, user):
+    before = set(LIVE)
+    socket = await connect()
+    await socket.request({"type": "ping", "id": 1})  # accepted and served before authentication
+    (consumer,) = set(LIVE) - before
+    assert consumer.state is SocketState.OPEN and consumer.user is None
+    access, _ = await sync_to_async(make_tokens)(user)
+    welcome = await socket.request({"type": "auth", "id": 2, "token": access})
+    assert consumer.state is SocketState.AUTHENTICATED and consumer.session_id == welcome["session"]
+    await socket.communicator.disconnect(code=1000)
+    assert consumer.state is SocketState.CLOSED and consumer.closing
