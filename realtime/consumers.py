@@ -140,7 +140,6 @@ class RealtimeConsumer(AsyncConsumer):
     async def _authenticate_handshake(self) -> None:
         auth = self.scope.get("auth") or {}
         user = self.scope.get("user")
-        await self._record_open()
         if auth.get("error") == "expired":
             raise Disconnect(CloseCode.TOKEN_EXPIRED)
         if auth.get("error"):
@@ -156,17 +155,6 @@ class RealtimeConsumer(AsyncConsumer):
                     message = exc.message if isinstance(exc, RealtimeError) else f"`positions` is not JSON: {exc}"
                     self.send_frame(protocol.error(protocol.ErrorCode.BAD_REQUEST, message))
             await self.start_session(None, user, auth.get("method") or "", auth.get("expires_at"), resume, positions)
-
-    async def _record_open(self) -> None:
-        client = self.scope.get("client") or (None, None)
-        headers = dict(self.scope.get("headers") or [])
-        self.row_id = await sessions.record_open(
-            session_id=self.session_id,
-            channel_name=self.channel_name,
-            node=node_name(),
-            remote_addr=client[0],
-            user_agent=headers.get(b"user-agent", b"").decode("latin1"),
-        )
 
     async def on_receive(self, message: dict[str, Any]) -> None:
         """One client frame: size, parse, rate, authentication, then its handler."""
@@ -263,9 +251,14 @@ class RealtimeConsumer(AsyncConsumer):
             self.session_id = resume
             for channel, position in (positions or {}).items():
                 restored[channel] = [position.epoch, position.offset]
-        await sessions.record_auth(
-            self.row_id,
+        client = self.scope.get("client") or (None, None)
+        headers = dict(self.scope.get("headers") or [])
+        self.row_id = await sessions.record_session(
             session_id=self.session_id,
+            channel_name=self.channel_name,
+            node=node_name(),
+            remote_addr=client[0],
+            user_agent=headers.get(b"user-agent", b"").decode("latin1"),
             user=user,
             auth_method=method,
             expires_at=expires_at,

@@ -54,7 +54,7 @@ class Node(models.Model):
 class Connection(models.Model):
     """One socket session: who, where from, on which process, and how it ended.
 
-    Written at connect, authentication, refresh and close; never once per message.
+    Written at authentication (never before valid credentials), refresh and close; never once per message.
     """
 
     class AuthMethod(models.TextChoices):

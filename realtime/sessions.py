@@ -1,4 +1,4 @@
-"""The `Connection` rows: written at connect, authentication, refresh and close only.
+"""The `Connection` rows: written at authentication, refresh and close only.
 
 Every function here is one short transaction run off the event loop
 (`database_sync_to_async`); none is called per message.
@@ -45,44 +45,37 @@ def _enforce_connection_limit(row: Connection) -> None:
 
 
 @database_sync_to_async
-def record_open(
+def record_session(
     *,
     session_id: str,
     channel_name: str,
     node: str,
     remote_addr: str | None,
     user_agent: str,
+    user,
+    auth_method: str,
+    expires_at: int | None,
+    resumed: bool = False,
 ) -> int:
-    """Record a new socket (not yet authenticated) and return its row id."""
+    """Record an authenticated socket (the first database write of a socket: none before valid
+    credentials) and return its row id; enforce the connection limit (`Disconnect` 4529)."""
     now = timezone.now()
     row = Connection.objects.create(
         session_id=session_id,
+        resumed=resumed,
+        user=user,
+        auth_method=auth_method,
         channel_name=channel_name,
         node=node,
         remote_addr=remote_addr,
         user_agent=user_agent[:512],
         opened_at=now,
-        last_seen=now,
-    )
-    return row.pk
-
-
-@database_sync_to_async
-def record_auth(
-    row_id: int, *, session_id: str, user, auth_method: str, expires_at: int | None, resumed: bool = False
-) -> None:
-    """Record an authentication (and the session it resumed); enforce the connection limit (`Disconnect` 4529)."""
-    now = timezone.now()
-    Connection.objects.filter(pk=row_id).update(
-        session_id=session_id,
-        resumed=resumed,
-        user=user,
-        auth_method=auth_method,
         authenticated_at=now,
         last_seen=now,
         token_expires_at=_as_datetime(expires_at),
     )
-    _enforce_connection_limit(Connection(pk=row_id, user=user))
+    _enforce_connection_limit(row)
+    return row.pk
 
 
 @database_sync_to_async

@@ -93,12 +93,19 @@ class Subscriptions:
         await self.join(channel, namespace, request.recover, rid)
 
     async def join(self, channel: str, namespace: Namespace, recover: protocol.Position | None, rid=None) -> None:
-        """Join the channel's group first, then read the position, so nothing falls between; send `subscribed`."""
+        """Join the channel's group first, then read the position, so nothing falls between; send `subscribed`.
+
+        The socket is in the channel's presence before `subscribed` goes out (a presence read
+        after it sees the socket), and a failure of either step is this request's one reply.
+        """
         layer = self.consumer.channel_layer
         await layer.group_add(channel_group(channel), self.consumer.channel_name)
+        change = None
         try:
             async with backing_service(rid):
                 stream = await self._read(channel, namespace, recover)
+                if namespace.presence:
+                    change = await presence.add(channel, self.consumer.session_id, self.user_info())
         except BaseException:
             await layer.group_discard(channel_group(channel), self.consumer.channel_name)
             raise
@@ -113,11 +120,8 @@ class Subscriptions:
             )
         )
         await self._record()
-        if namespace.presence:
-            async with backing_service():
-                change = await presence.add(channel, self.consumer.session_id, self.user_info())
-                if namespace.join_leave:
-                    await presence.announce(channel, change)
+        if change is not None and namespace.join_leave:
+            await presence.announce_quietly(channel, change)
 
     async def _record(self) -> None:
         # The session's subscriptions are known to every process from the moment they change (a resume
