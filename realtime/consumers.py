@@ -195,8 +195,6 @@ class RealtimeConsumer(AsyncConsumer):
         except Exception as exc:  # best effort: presence lapses on its own
             metrics.service_error(exc)
             logger.warning("could not leave the channels of %s: %r", self.session_id, exc)
-        for group in self.groups:
-            await self.channel_layer.group_discard(group, self.channel_name)
         if self.row_id is not None:
             reason = self.close_reason or "client_closed"
             try:
@@ -204,6 +202,12 @@ class RealtimeConsumer(AsyncConsumer):
             except Exception as exc:  # the record is best effort; the cleanup closes it otherwise
                 metrics.service_error(exc)
                 logger.warning("could not record the close of %s: %r", self.session_id, exc)
+        try:  # after the close is recorded: a channel layer that fails here must not leave the row open
+            for group in self.groups:
+                await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception as exc:  # the group entry expires on its own (group_expiry)
+            metrics.service_error(exc)
+            logger.warning("could not leave the groups of %s: %r", self.session_id, exc)
         self.state = SocketState.CLOSED
         raise StopConsumer()
 

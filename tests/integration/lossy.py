@@ -23,3 +23,10 @@ class EchoingLayer(InMemoryChannelLayer):
         await super().group_send(group, message)
         if message.get("type") == MESSAGE_EVENT:
             await super().group_send(group, message)
+
+
+class FailingDiscardLayer(InMemoryChannelLayer):
+    """Cannot leave groups (Redis went away just as sockets close)."""
+
+    async def group_discard(self, group, channel):
+        raise ConnectionError("the channel layer is down")

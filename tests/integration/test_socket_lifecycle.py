@@ -253,3 +253,14 @@ async def test_the_consumer_moves_through_one_state_open_authenticated_closed(co
     assert consumer.state is SocketState.AUTHENTICATED and consumer.session_id == welcome["session"]
     await socket.communicator.disconnect(code=1000)
     assert consumer.state is SocketState.CLOSED and consumer.closing
+
+
+@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "tests.integration.lossy.FailingDiscardLayer"}})
+async def test_the_close_is_recorded_even_when_the_channel_layer_fails_while_the_socket_closes(authed, caplog):
+    socket = await authed()
+    await socket.request({"type": "subscribe", "id": 1, "channel": "public:down"})
+    with caplog.at_level(logging.WARNING, logger="realtime"):
+        await socket.communicator.disconnect(code=4000)
+    row = await Connection.objects.aget(session_id=socket.welcome["session"])
+    assert (row.close_code, row.close_reason) == (4000, "client_closed")
+    assert "could not leave" in caplog.text
