@@ -42,6 +42,7 @@ STALE_BEATS = 3  # missed beats after which a node is dead: tolerates one slow b
 STALE_CODE = 1006  # WebSocket "abnormal closure": the socket ended without a close we saw
 STALE_REASON = "stale"
 SHUTDOWN_CODE = CloseCode.GOING_AWAY
+STOP_TIMEOUT = 2.0  # seconds `stop()` waits for the cancelled beat task
 SHUTDOWN_TIMEOUT = 10.0  # seconds the reactor waits for `shutdown()` before it stops anyway
 _WAKE_SLACK = 0.005  # asyncio may wake a timer up to one clock tick early; don't loop for that
 
@@ -292,7 +293,10 @@ async def stop() -> None:
         return
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # Bounded: a beat step stuck in a saturated Redis pool or the database thread must not
+    # hold a shutdown past its own timeout (the task ends on its own once cancelled).
+    if tasks:
+        await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
 
 
 async def shutdown(reason: str = "shutdown") -> int:
