@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: run test install lint clean
+.PHONY: run test install lint clean bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ run: install
 ## The whole test suite with line and branch coverage (fails under 90 %).
 test: install
 	$(PY) scripts/runtests.py $(ARGS)
+
+## The benchmark: this project against plain Channels (and python-socketio), docs/performance.md.
+## Full sizes take several minutes on 2 cores; `make bench ARGS="--quick"` is a small smoke run.
+bench: $(VENV)/.bench-installed
+	$(PY) bench/run.py $(ARGS)
+
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
 
 lint: install
 	$(VENV)/bin/ruff check .

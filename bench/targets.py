@@ -1,0 +1,153 @@
+"""The servers under test: what each one runs, with which environment, and how it is stopped.
+
+One process each, on 127.0.0.1, on a free port (the same one again after a kill, for the
+reconnect storm), its log in the run's log folder:
+
+| kind | command (cwd) | channel layer |
+|---|---|---|
+| `ours` | `python -m daphne project.asgi:application` or `python -m uvicorn ...` (repo root) | core, pubsub or memory |
+| `baseline` | `python -m daphne baseline.asgi:application` (bench/) | channels-redis core |
+| `socketio` | `python -m uvicorn peers.socketio_app:app` (bench/) | python-socketio's AsyncRedisManager |
+
+`BenchServer` is the end-to-end harness's `DaphneServer` (tests/e2e/servers.py: readiness on
+`GET /healthz`, SIGTERM then SIGKILL, die-with-parent, log scanning) with another command line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.servers import HOST, DaphneServer, _die_with_parent, free_port, server_env  # noqa: E402
+
+# The channels of the benchmark live in their own namespace: history and offsets as `public`
+# (the default rules), presence off (neither peer has presence; with it every subscribe of
+# 1000 subscribers would push a `join` to all the others before the measurement starts).
+NAMESPACES = {
+    "public": {},
+    "user": {
+        "subscribe": "realtime.namespaces.own_user",
+        "publish": "realtime.namespaces.nobody",
+        "history_ttl": 86400,
+        "presence": False,
+        "join_leave": False,
+    },
+    "bench": {"presence": False, "join_leave": False},
+}
+TOKEN_SECONDS = 6 * 3600  # the run's tokens outlive any run (a socket lives no longer than its token)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server setup to measure."""
+
+    kind: str  # ours | baseline | socketio
+    server: str  # daphne | uvicorn
+    layer: str  # core | pubsub | memory | redis-manager
+
+    @property
+    def key(self) -> str:
+        return self.kind if self.kind != "ours" else f"ours-{self.server}-{self.layer}"
+
+    @property
+    def label(self) -> str:
+        if self.kind == "baseline":
+            return "plain Channels (JSON consumer + group_send, core layer, daphne)"
+        if self.kind == "socketio":
+            return "python-socketio + Redis manager, uvicorn"
+        layer = {"core": "core layer", "pubsub": "pub/sub layer", "memory": "in-memory layer"}[self.layer]
+        return f"this project, {self.server}, {layer}"
+
+
+def missing_modules(target: Target) -> list[str]:
+    """The Python packages a target needs that are not installed."""
+    needs = {"socketio": ["socketio", "engineio", "uvicorn"]}.get(target.kind, [])
+    if target.server == "uvicorn":
+        needs = [*needs, "uvicorn"]
+    return sorted({name for name in needs if importlib.util.find_spec(name) is None})
+
+
+class BenchServer(DaphneServer):
+    """A server process of any kind, with the e2e harness's lifecycle and log checks."""
+
+    def __init__(self, target: Target, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(env, log_path, name=target.key)
+        self.target = target
+
+    def command(self) -> tuple[list[str], Path]:
+        """(argv, cwd). Access logs off on every server (daphne -v 0, uvicorn --no-access-log): the same
+        for all, and a line per connection on stdout is not what is measured."""
+        port = str(self.port)
+        daphne = [sys.executable, "-m", "daphne", "-b", HOST, "-p", port, "-v", "0"]
+        if self.target.kind == "socketio":
+            return self._uvicorn("peers.socketio_app:app", port), BENCH
+        if self.target.kind == "baseline":
+            return [*daphne, "baseline.asgi:application"], BENCH
+        if self.target.server == "uvicorn":
+            return self._uvicorn("project.asgi:application", port), ROOT
+        return [*daphne, "project.asgi:application"], ROOT
+
+    @staticmethod
+    def _uvicorn(app: str, port: str) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", port,
+            "--lifespan", "off", "--log-level", "warning", "--no-access-log", "--ws", "websockets-sansio",
+        ]  # fmt: skip
+
+    def start(self, *, same_port: bool = False) -> BenchServer:
+        if self.alive:
+            raise RuntimeError(f"{self.name} is still running")
+        if not (same_port and self.port):
+            self.port = free_port()
+        self._stopping = False
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
+        self._log_file.write(f"==== {self.name} on port {self.port}\n".encode())
+        self._log_file.flush()
+        argv, cwd = self.command()
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return f"ws://{HOST}:{self.port}"
+
+
+def target_env(
+    target: Target, *, database_url: str, redis_url: str, prefix: str, secret: str
+) -> dict[str, str]:
+    """The environment of one server process of `target`."""
+    redis = "" if target.layer == "memory" else redis_url
+    extra: dict[str, object] = {"JWT_ACCESS_SECONDS": TOKEN_SECONDS}
+    if target.kind == "ours":
+        extra.update(
+            {
+                # One publisher socket sends hundreds of frames a second in scenario 3: lift the per-socket
+                # frame rate (default 50/s); everything else is the default.
+                "REALTIME_RATE": 100000,
+                "REALTIME_RATE_BURST": 100000,
+                "REALTIME_NAMESPACES": json.dumps(NAMESPACES),
+                "CHANNEL_LAYER_FLAVOUR": "pubsub" if target.layer == "pubsub" else "core",
+            }
+        )
+    else:
+        extra["DJANGO_SETTINGS_MODULE"] = "baseline.settings"
+    return server_env(
+        database_url=database_url, redis_url=redis, redis_prefix=prefix, secret_key=secret, signing_key=secret,
+        extra=extra,
+    )  # fmt: skip
