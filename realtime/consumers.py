@@ -22,14 +22,13 @@ from channels.exceptions import StopConsumer
 from . import handlers, metrics, protocol, sessions
 from . import resume as resumption
 from .conf import realtime_settings
-from .control import CHANNEL_END_EVENT, user_group
+from .control import CHANNEL_END_EVENT, DISCONNECT_EVENT, user_group
 from .exceptions import BadRequest, Disconnect, RateLimited, RealtimeError
 from .limits import ErrorWindow, TokenBucket
 from .live import LIVE
 from .node import node_name
 from .outbox import Outbox, Overflow
 from .protocol import CloseCode
-from .publish import MESSAGE_EVENT, PRESENCE_EVENT
 from .subscriptions import Subscriptions
 
 logger = logging.getLogger(__name__)
@@ -53,9 +52,7 @@ class RealtimeConsumer(AsyncConsumer):
         "websocket.connect": "on_connect",
         "websocket.receive": "on_receive",
         "websocket.disconnect": "on_disconnect",
-        "rt.disconnect": "rt_disconnect",
-        MESSAGE_EVENT: "rt_message",
-        PRESENCE_EVENT: "rt_presence",
+        DISCONNECT_EVENT: "rt_disconnect",
         CHANNEL_END_EVENT: "rt_channel_end",
     }
 
@@ -216,16 +213,6 @@ class RealtimeConsumer(AsyncConsumer):
         if event.get("taken_over") and self.record is not None:
             self.record.mark_taken_over()
         await self.close_with(CloseCode(event["code"]), event.get("reason"))
-
-    async def rt_message(self, event: dict[str, Any]) -> None:
-        """Channel layer: a publication on a channel (the hot path: no parsing, no database)."""
-        if not self.closing:
-            await self.subscriptions.deliver(event)
-
-    async def rt_presence(self, event: dict[str, Any]) -> None:
-        """Channel layer: users joined or left a channel."""
-        if not self.closing:
-            self.subscriptions.presence_event(event)
 
     async def rt_channel_end(self, event: dict[str, Any]) -> None:
         """Channel layer: this user lost access to a channel (e.g. removed from the room)."""

@@ -13,11 +13,9 @@ import asyncio
 import logging
 from typing import Any
 
-from channels.layers import get_channel_layer
-
+from . import fanout
 from .conf import realtime_settings
 from .engine import PresenceChange, get_engine
-from .publish import PRESENCE_EVENT, channel_group
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +29,9 @@ def ttl() -> float:
 
 
 async def announce(channel: str, change: PresenceChange | None) -> None:
-    """Push `join`/`leave` for a change to every subscriber of the channel."""
-    if change is None or not (change.joined or change.left):
-        return
-    await get_channel_layer().group_send(
-        channel_group(channel),
-        {"type": PRESENCE_EVENT, "channel": channel, "joined": change.joined, "left": change.left},
-    )
+    """Push `join`/`leave` for a change to every subscriber of the channel, on every process."""
+    if change is not None:
+        await fanout.announce(channel, change)
 
 
 async def add(channel: str, session: str, user: dict[str, Any]) -> PresenceChange:

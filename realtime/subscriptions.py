@@ -1,6 +1,7 @@
 """A connection's subscriptions: subscribe, deliver in order, fill gaps, leave.
 
-The channel layer is a transport, not a store: it may drop or repeat. Each
+Publications come from the process's hub (`realtime.fanout`, one subscription per
+process and channel). That is a transport, not a store: it may drop or repeat. Each
 subscription remembers the last offset delivered; a live message at exactly the
 next offset goes out as is (the pre-serialised frame, no parsing), an older one is
 a duplicate and dropped, and one that skips ahead is preceded by the missing
@@ -12,6 +13,7 @@ new epoch after lost data) the subscription ends with `unsubscribed` reason
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,8 +29,9 @@ from .exceptions import (
     backing_service,
     with_id,
 )
+from .fanout import get_hub
 from .namespaces import Namespace, allowed, check_access, resolve
-from .publish import channel_group, message_frame
+from .publish import message_frame
 
 if TYPE_CHECKING:
     from .consumers import RealtimeConsumer
@@ -40,12 +43,18 @@ INSUFFICIENT_STATE = "insufficient_state"
 
 @dataclass(slots=True)
 class Subscription:
-    """One channel this connection receives: the last position delivered."""
+    """One channel this connection receives: the last position delivered.
+
+    `held` is not None while a history read for this subscription is under way (a gap
+    being filled): live publications wait there, in arrival order, and are delivered
+    after it (or dropped as duplicates).
+    """
 
     channel: str
     namespace: Namespace
     epoch: str
     offset: int
+    held: list[tuple[str, int, str]] | None = None
 
 
 class Subscriptions:
@@ -55,6 +64,15 @@ class Subscriptions:
         self.consumer = consumer
         self.active: dict[str, Subscription] = {}
         self.may_publish: dict[str, bool] = {}
+        # Channels being joined: live publications heard before the position is read wait here.
+        self.joining: dict[str, list[tuple[str, int, str]]] = {}
+        self.fills: set[asyncio.Task] = set()  # history reads for gaps, cancelled when the socket goes
+
+    def __hash__(self) -> int:  # a hub target: identity
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
 
     def user_info(self) -> dict[str, Any]:
         user = self.consumer.user
@@ -93,23 +111,27 @@ class Subscriptions:
         await self.join(channel, namespace, request.recover, rid)
 
     async def join(self, channel: str, namespace: Namespace, recover: protocol.Position | None, rid=None) -> None:
-        """Join the channel's group first, then read the position, so nothing falls between; send `subscribed`.
+        """Hear the channel first, then read the position, so nothing falls between; send `subscribed`.
 
-        The socket is in the channel's presence before `subscribed` goes out (a presence read
-        after it sees the socket), and a failure of either step is this request's one reply.
+        Publications heard while the position is read wait and go out right after
+        `subscribed` (those at or below its offset are in its replay, or duplicates). The
+        socket is in the channel's presence before `subscribed` goes out (a presence read
+        after it sees the socket), and a failure of any step is this request's one reply.
         """
-        layer = self.consumer.channel_layer
-        await layer.group_add(channel_group(channel), self.consumer.channel_name)
+        hub = get_hub()
+        self.joining[channel] = []
         change = None
         try:
             async with backing_service(rid):
+                await hub.add(channel, self)
                 stream = await self._read(channel, namespace, recover)
                 if namespace.presence:
                     change = await presence.add(channel, self.consumer.session_id, self.user_info())
         except BaseException:
-            await layer.group_discard(channel_group(channel), self.consumer.channel_name)
+            self.joining.pop(channel, None)
+            hub.discard(channel, self)
             raise
-        self.active[channel] = Subscription(channel, namespace, stream.epoch, stream.offset)
+        sub = self.active[channel] = Subscription(channel, namespace, stream.epoch, stream.offset)
         recovered = recover is not None and stream.complete
         if recover is not None:
             metrics.recovery(recovered, len(stream.publications))
@@ -119,6 +141,7 @@ class Subscriptions:
                 protocol.subscribed(rid, channel, stream.epoch, stream.offset, recovered, None), stream.publications
             )
         )
+        self._replay(sub, self.joining.pop(channel, []))
         await self._record()
         if change is not None and namespace.join_leave:
             await presence.announce_quietly(channel, change)
@@ -178,7 +201,7 @@ class Subscriptions:
         sub = self.active.pop(channel, None)
         if sub is None:
             return
-        await self.consumer.channel_layer.group_discard(channel_group(channel), self.consumer.channel_name)
+        get_hub().discard(channel, self)
         if not dropped:
             await self._record()
         if sub.namespace.presence and own_presence:
@@ -201,49 +224,84 @@ class Subscriptions:
 
     async def close(self, *, own_presence: bool = True) -> None:
         """The socket is gone: leave every channel, keeping presence for the grace period."""
+        for task in self.fills:
+            task.cancel()
         for channel in list(self.active):
             await self.leave(channel, dropped=True, own_presence=own_presence)
 
     # ---------------------------------------------------------------- delivery
 
-    async def deliver(self, event: dict[str, Any]) -> None:
-        """A live publication from the channel layer: in order, once, gaps filled from history."""
-        sub = self.active.get(event["channel"])
+    def on_publication(self, channel: str, epoch: str, offset: int, frame: str) -> bool:
+        """A live publication from the hub (the hot path: no parsing, no await); True when sent."""
+        sub = self.active.get(channel)
         if sub is None:
-            return  # unsubscribed meanwhile
-        offset = event["offset"]
-        if event["epoch"] == sub.epoch:
+            held = self.joining.get(channel)
+            if held is not None:  # subscribing: goes out after `subscribed`
+                held.append((epoch, offset, frame))
+            return False
+        if self.consumer.closing:
+            return False
+        return self._live(sub, epoch, offset, frame)
+
+    def _live(self, sub: Subscription, epoch: str, offset: int, frame: str) -> bool:
+        """In order, once; a skip ahead (or a new epoch) is filled from history first."""
+        if sub.held is not None:  # a gap is being filled: after it
+            sub.held.append((epoch, offset, frame))
+            return False
+        if epoch == sub.epoch:
             if offset <= sub.offset:
-                return  # a duplicate, or already replayed in `subscribed`
+                return False  # a duplicate, or already replayed in `subscribed`
             if offset == sub.offset + 1:
                 sub.offset = offset
-                self.consumer.send_text(event["frame"])
-                metrics.delivered(1, event.get("ts"))
-                return
-        await self.fill(sub, event)
+                self.consumer.send_text(frame)
+                return True
+        sub.held = [(epoch, offset, frame)]
+        self._start_fill(sub)
+        return False
 
-    async def fill(self, sub: Subscription, event: dict[str, Any]) -> None:
-        """Deliver what history holds after the subscription's position (the live message included)."""
+    def on_presence(self, channel: str, frames: list[str], left: int) -> None:
+        """`join`/`leave` pushes (`left` leaves, then joins) for a channel whose namespace announces them."""
+        sub = self.active.get(channel)
+        if sub is None or not sub.namespace.join_leave or self.consumer.closing:
+            return
+        for index, frame in enumerate(frames):
+            metrics.sent("leave" if index < left else "join")
+            self.consumer.send_text(frame)
+
+    def on_resubscribed(self, channel: str) -> None:
+        """The process's subscription to the channel broke and came back: read what was missed."""
+        sub = self.active.get(channel)
+        if sub is not None and sub.held is None and not self.consumer.closing:
+            sub.held = []
+            self._start_fill(sub)
+
+    def _start_fill(self, sub: Subscription) -> None:
+        task = asyncio.ensure_future(self.fill(sub))
+        self.fills.add(task)
+        task.add_done_callback(self.fills.discard)
+
+    async def fill(self, sub: Subscription) -> None:
+        """Deliver what history holds after the subscription's position, then what was held meanwhile."""
         try:
             stream = await get_engine().since(sub.channel, sub.epoch, sub.offset, ttl=sub.namespace.history_ttl)
         except Exception:
             logger.exception("history read for the gap on %s failed", sub.channel)
             stream = None
+        if self.active.get(sub.channel) is not sub:
+            return  # unsubscribed meanwhile
         metrics.gap(stream is not None and stream.complete)
+        held, sub.held = sub.held or [], None
         if stream is None or not stream.complete:
             await self.end(sub.channel, INSUFFICIENT_STATE)
             return
         for text in stream.publications:
             sub.offset += 1
             self.consumer.send_text(message_frame(text))
-        metrics.delivered(len(stream.publications))
+        self._replay(sub, held, len(stream.publications))
 
-    def presence_event(self, event: dict[str, Any]) -> None:
-        """`join`/`leave` pushes for a subscribed channel whose namespace announces them."""
-        sub = self.active.get(event["channel"])
-        if sub is None or not sub.namespace.join_leave:
-            return
-        for user in event["left"]:
-            self.consumer.send_frame(protocol.leave(sub.channel, user))
-        for user in event["joined"]:
-            self.consumer.send_frame(protocol.join(sub.channel, user))
+    def _replay(self, sub: Subscription, held: list[tuple[str, int, str]], sent: int = 0) -> None:
+        """Deliver publications that waited (a join, a fill): the ones not yet sent go out now."""
+        for epoch, offset, frame in held:
+            sent += self._live(sub, epoch, offset, frame)  # a new skip starts another fill
+        if sent:
+            metrics.delivered(sent)

@@ -15,6 +15,7 @@ import json
 import secrets
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,18 +115,70 @@ def splice_position(head: str, epoch: str, offset: int, tail: str) -> str:
     return f'{head}"epoch":"{epoch}","offset":{offset}{tail}'
 
 
+# ---------------------------------------------------------------- fan-out events
+#
+# What a process hears on a channel (the engine sends it; `realtime.fanout` reads it):
+#   m<epoch> <offset> <ts> <message frame>     a publication, its `message` frame serialised once
+#   p<JSON {"joined": [...], "left": [...]}>   users joined or left (presence)
+
+PUBLICATION_EVENT = "m"
+PRESENCE_EVENT = "p"
+
+
+def publication_event(epoch: str, offset: int, ts: int, text: str) -> str:
+    """The fan-out event of a stored publication: its position, its `ts`, its `message` frame."""
+    return f'{PUBLICATION_EVENT}{epoch} {offset} {ts} {{"type":"message",{text[1:]}'
+
+
+def ts_of(head: str, tail: str) -> int:
+    """The `ts` that `publication_parts` put at the end of `tail`."""
+    return int(tail[tail.rindex(":") + 1 : -1])
+
+
+class Listener(ABC):
+    """One process's (event loop's) subscription to the fan-out events of the channels it serves.
+
+    `on_event(channel, event)` is called with each event of a subscribed channel, in the
+    order the engine sent them; `on_resubscribed(channel)` after the listener lost its
+    connection and subscribed again (events may have been lost meanwhile: heal from history).
+    """
+
+    @abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """Start hearing `channel`; returns once every event sent from now on will be heard."""
+
+    @abstractmethod
+    def unsubscribe(self, channel: str) -> None:
+        """Stop hearing `channel` (takes effect soon; events already on the way may still come)."""
+
+    async def close(self) -> None:
+        """Stop for good."""
+        return None
+
+
 class Engine(ABC):
-    """History with positions and presence, for every channel."""
+    """History with positions and presence, for every channel; and the fan-out of their events."""
 
     # ---------------------------------------------------------------- history
 
     @abstractmethod
     async def publish(self, channel: str, head: str, tail: str, *, size: int, ttl: int) -> Published:
-        """Give the publication the channel's next offset and append it to history, atomically.
+        """Give the publication the channel's next offset, append it to history and send its
+        fan-out event to every listener of the channel, atomically (so events go out in offset order).
 
         `size` publications are kept (0: none), for `ttl` seconds after the last
         publication (0: forever). A channel whose history is gone gets a new epoch.
         """
+
+    # ---------------------------------------------------------------- fan-out
+
+    @abstractmethod
+    async def broadcast(self, channel: str, event: str) -> None:
+        """Send a fan-out event (not a publication: it has no position) to the channel's listeners."""
+
+    @abstractmethod
+    def listener(self, on_event: Callable[[str, str], None], on_resubscribed: Callable[[str], None]) -> Listener:
+        """A new listener for this event loop (see `Listener`)."""
 
     @abstractmethod
     async def position(self, channel: str, *, ttl: int) -> Position:

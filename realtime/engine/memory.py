@@ -6,13 +6,17 @@ each operation is atomic on the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .base import (
     Engine,
+    Listener,
     Position,
     PresenceChange,
     Published,
@@ -21,7 +25,9 @@ from .base import (
     TakenSession,
     count_members,
     new_epoch,
+    publication_event,
     splice_position,
+    ts_of,
 )
 
 
@@ -47,6 +53,39 @@ class _Session:
     expires_at: float
 
 
+class MemoryListener(Listener):
+    """A listener on the memory engine: events are handed over directly, on the listener's loop."""
+
+    def __init__(self, engine: MemoryEngine, on_event: Callable[[str, str], None]) -> None:
+        self.engine = engine
+        self.on_event = on_event
+        self.loop = asyncio.get_running_loop()
+        self.channels: set[str] = set()
+        engine.listeners.add(self)
+
+    def hear(self, channel: str, event: str) -> None:
+        if channel not in self.channels:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self.on_event(channel, event)
+        elif not self.loop.is_closed():  # published from another thread (publish_sync in a worker)
+            self.loop.call_soon_threadsafe(self.on_event, channel, event)
+
+    async def subscribe(self, channel: str) -> None:
+        self.channels.add(channel)
+
+    def unsubscribe(self, channel: str) -> None:
+        self.channels.discard(channel)
+
+    async def close(self) -> None:
+        self.channels.clear()
+        self.engine.listeners.discard(self)
+
+
 class MemoryEngine(Engine):
     """History and presence in this process's memory."""
 
@@ -55,6 +94,7 @@ class MemoryEngine(Engine):
         self.streams: dict[str, _Stream] = {}
         self.presence: dict[str, _Presence] = {}
         self.sessions: dict[str, _Session] = {}
+        self.listeners: weakref.WeakSet[MemoryListener] = weakref.WeakSet()
 
     def _stream(self, channel: str, ttl: int) -> _Stream:
         stream = self.streams.get(channel)
@@ -80,7 +120,20 @@ class MemoryEngine(Engine):
                 stream.history = deque(stream.history, maxlen=size)
             stream.history.append((stream.offset, text))
         stream.expires_at = self.clock() + ttl if ttl else None
+        self._emit(channel, publication_event(stream.epoch, stream.offset, ts_of(head, tail), text))
         return Published(stream.epoch, stream.offset, text)
+
+    # ---------------------------------------------------------------- fan-out
+
+    def _emit(self, channel: str, event: str) -> None:
+        for listener in list(self.listeners):
+            listener.hear(channel, event)
+
+    async def broadcast(self, channel: str, event: str) -> None:
+        self._emit(channel, event)
+
+    def listener(self, on_event: Callable[[str, str], None], on_resubscribed: Callable[[str], None]) -> Listener:
+        return MemoryListener(self, on_event)
 
     async def position(self, channel: str, *, ttl: int) -> Position:
         stream = self._stream(channel, ttl)

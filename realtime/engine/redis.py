@@ -15,6 +15,10 @@ Per channel (all keys from `RedisEngine.key`):
   Written at subscribe and unsubscribe, refreshed by the owner's beat, kept
   RESUME_WINDOW seconds after its socket went away, taken over by the socket that
   resumes it.
+- `<prefix>:f:<channel>` pub/sub channel: the fan-out events of the channel (each publication,
+  sent by the same script that stores it, and presence changes), which each process hears
+  once on its own listener connection (`RedisListener`, client name `<prefix>:fanout`) for
+  the channels it serves.
 - `<prefix>:pz:<channel>` sorted set session -> expiry (ms), `<prefix>:pi:<channel>`
   hash session -> user JSON, `<prefix>:pc:<channel>` hash user id -> connections:
   presence. Each live process extends its entries every NODE_HEARTBEAT, so the
@@ -25,7 +29,12 @@ Every update is one Lua script, so it is atomic across processes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,6 +42,7 @@ import redis.asyncio as aioredis
 from ..redis_pool import bounded_pool
 from .base import (
     Engine,
+    Listener,
     Position,
     PresenceChange,
     Published,
@@ -42,9 +52,14 @@ from .base import (
     count_members,
     new_epoch,
     splice_position,
+    ts_of,
 )
 
-# KEYS: meta, list. ARGV: epoch candidate, size, ttl, head, tail.
+logger = logging.getLogger(__name__)
+
+# KEYS: meta, list, fan-out channel. ARGV: epoch candidate, size, ttl, head, tail, ts.
+# The fan-out event (realtime.engine.base.publication_event) is published in the same script,
+# so the events of a channel go out in offset order whoever publishes.
 PUBLISH = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -53,11 +68,14 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local text = ARGV[4] .. '"epoch":"' .. epoch .. '","offset":' .. offset .. ARGV[5]
 local size = tonumber(ARGV[2])
 if size > 0 then
-  redis.call('LPUSH', KEYS[2], ARGV[4] .. '"epoch":"' .. epoch .. '","offset":' .. offset .. ARGV[5])
+  redis.call('LPUSH', KEYS[2], text)
   redis.call('LTRIM', KEYS[2], 0, size - 1)
 end
+local frame = '{"type":"message",' .. string.sub(text, 2)
+redis.call('PUBLISH', KEYS[3], 'm' .. epoch .. ' ' .. offset .. ' ' .. ARGV[6] .. ' ' .. frame)
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
@@ -228,6 +246,7 @@ class RedisEngine(Engine):
         self._session_write = self.redis.register_script(SESSION_WRITE)
         self._session_take = self.redis.register_script(SESSION_TAKE)
         self._session_delete = self.redis.register_script(SESSION_DELETE)
+        self.listeners: set[RedisListener] = set()
 
     def key(self, kind: str, channel: str) -> str:
         """The one place Redis keys are made: `<prefix>:<kind>:<channel>`."""
@@ -240,9 +259,22 @@ class RedisEngine(Engine):
         return [self.key("pz", channel), self.key("pi", channel), self.key("pc", channel)]
 
     async def publish(self, channel: str, head: str, tail: str, *, size: int, ttl: int) -> Published:
-        epoch, offset = await self._publish(self._stream_keys(channel), [new_epoch(), size, ttl, head, tail])
+        keys = [*self._stream_keys(channel), self.fanout_key(channel)]
+        epoch, offset = await self._publish(keys, [new_epoch(), size, ttl, head, tail, ts_of(head, tail)])
         epoch = _text(epoch)
         return Published(epoch, int(offset), splice_position(head, epoch, int(offset), tail))
+
+    # ---------------------------------------------------------------- fan-out
+
+    def fanout_key(self, channel: str) -> str:
+        """The Redis pub/sub channel of a channel's fan-out events."""
+        return self.key("f", channel)
+
+    async def broadcast(self, channel: str, event: str) -> None:
+        await self.redis.publish(self.fanout_key(channel), event)
+
+    def listener(self, on_event: Callable[[str, str], None], on_resubscribed: Callable[[str], None]) -> Listener:
+        return RedisListener(self, on_event, on_resubscribed)
 
     async def _read_stream(self, channel: str, ttl: int, mode: str, epoch="", offset=0, limit=0) -> Slice:
         result = await self._read(self._stream_keys(channel), [new_epoch(), ttl, mode, epoch, offset, limit])
@@ -331,4 +363,148 @@ class RedisEngine(Engine):
         await self._session_delete([self.key("s", session)], [owner])
 
     async def close(self) -> None:
+        for listener in list(self.listeners):
+            await listener.close()
         await self.redis.aclose()
+
+
+class RedisListener(Listener):
+    """One Redis pub/sub connection of this event loop: SUBSCRIBE per channel served, one reader task.
+
+    Its own connection (a subscribed connection can do nothing else), outside the engine's
+    pool. When it breaks (Redis restarted, the network), the reader connects again with a
+    growing delay, subscribes every channel again, and reports each one through
+    `on_resubscribed` once its subscription is confirmed, so that the subscriptions read
+    what they missed from history.
+    """
+
+    READ_TIMEOUT = 15.0  # seconds of silence after which the connection is probed with PING
+    RETRY = (0.05, 2.0)  # first and longest delay between attempts to reconnect
+    CONFIRM_TIMEOUT = 10.0  # seconds `subscribe` waits for Redis to confirm
+
+    def __init__(self, engine: RedisEngine, on_event, on_resubscribed) -> None:
+        self.engine = engine
+        self.on_event = on_event
+        self.on_resubscribed = on_resubscribed
+        self.channels: dict[bytes, str] = {}  # fan-out key -> channel, for every channel served
+        self.confirms: dict[bytes, deque[asyncio.Future]] = {}  # SUBSCRIBEs sent, awaiting their reply
+        self.connection: aioredis.Connection | None = None
+        self.connected = asyncio.Event()
+        self.attempted = asyncio.Event()  # the first attempt to connect is over (either way)
+        self.closed = False
+        self.failing = False
+        engine.listeners.add(self)
+        self.task = asyncio.get_running_loop().create_task(self._run(), name="realtime-fanout-listener")
+
+    async def subscribe(self, channel: str) -> None:
+        key = self.engine.fanout_key(channel).encode()
+        self.channels[key] = channel
+        if not self.connected.is_set():
+            # Connecting for the first time: wait for that attempt. Reconnecting: fail now
+            # (the request is answered `unavailable`; the client's retry finds Redis back).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.attempted.wait(), self.CONFIRM_TIMEOUT)
+            if not self.connected.is_set():
+                self.channels.pop(key, None)
+                raise aioredis.ConnectionError("the fan-out connection to Redis is down")
+        done = asyncio.get_running_loop().create_future()
+        self.confirms.setdefault(key, deque()).append(done)
+        try:
+            await self.connection.send_command("SUBSCRIBE", key)
+            await asyncio.wait_for(asyncio.shield(done), self.CONFIRM_TIMEOUT)
+        except BaseException:
+            self.channels.pop(key, None)  # the hub asks again at the next subscriber
+            raise
+
+    def unsubscribe(self, channel: str) -> None:
+        key = self.engine.fanout_key(channel).encode()
+        if self.channels.pop(key, None) is None:
+            return
+        connection = self.connection
+        if connection is not None and self.connected.is_set():
+            task = asyncio.ensure_future(connection.send_command("UNSUBSCRIBE", key))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a broken connection resubscribes less
+
+    async def close(self) -> None:
+        self.closed = True
+        self.engine.listeners.discard(self)
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        for waiting in self.confirms.values():
+            for done in waiting:
+                if not done.done():
+                    done.set_exception(exc)
+                    done.exception()  # retrieved: the subscriber may have given up already
+        self.confirms.clear()
+
+    async def _run(self) -> None:
+        delay, longest = self.RETRY
+        first = True
+        while not self.closed:
+            connection = self.engine.redis.connection_pool.make_connection()
+            connection.client_name = f"{self.engine.prefix}:fanout"  # CLIENT LIST shows what it is
+            try:
+                await connection.connect()
+                self.connection = connection
+                resubscribe = list(self.channels)
+                if resubscribe:
+                    await connection.send_command("SUBSCRIBE", *resubscribe)
+                self.connected.set()
+                self.attempted.set()
+                if self.failing:
+                    self.failing = False
+                    logger.info("realtime fan-out: connected to Redis again")
+                delay = self.RETRY[0]
+                await self._read(connection, set() if first else set(resubscribe))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.attempted.set()
+                if not self.failing:
+                    self.failing = True
+                    logger.warning("realtime fan-out: lost Redis (%r); reconnecting", exc)
+            finally:
+                self.connected.clear()
+                self.connection = None
+                self._fail_pending(aioredis.ConnectionError("the fan-out connection to Redis broke"))
+                with contextlib.suppress(Exception):
+                    await connection.disconnect()
+            first = False
+            await asyncio.sleep(delay)
+            delay = min(longest, delay * 2)
+
+    async def _read(self, connection: aioredis.Connection, resubscribed: set[bytes]) -> None:
+        probed = False
+        while True:
+            # push_request: with RESP3 (redis-py 8's default) pub/sub replies are pushes
+            reply = await connection.read_response(timeout=self.READ_TIMEOUT, push_request=True)
+            if reply is None:  # silence: probe once, then give up on this connection
+                if probed:
+                    raise aioredis.ConnectionError("no reply from Redis to a PING")
+                probed = True
+                await connection.send_command("PING")
+                continue
+            probed = False
+            if not isinstance(reply, list):  # PONG
+                continue
+            kind = reply[0]
+            if kind == b"message":
+                channel = self.channels.get(reply[1])
+                if channel is not None:
+                    self.on_event(channel, reply[2].decode())
+            elif kind == b"subscribe":
+                waiting = self.confirms.get(reply[1])
+                if waiting:
+                    done = waiting.popleft()
+                    if not waiting:
+                        del self.confirms[reply[1]]
+                    if not done.done():
+                        done.set_result(None)
+                elif reply[1] in resubscribed:
+                    resubscribed.discard(reply[1])
+                    channel = self.channels.get(reply[1])
+                    if channel is not None:
+                        self.on_resubscribed(channel)

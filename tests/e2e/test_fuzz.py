@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from collections import Counter
 from collections.abc import Coroutine
@@ -132,14 +133,25 @@ def substitute(value: Any, own: str, other: str) -> Any:
     return value
 
 
+def not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} overflows a double")
+    return value
+
+
 def expected_reply(wire: str | bytes) -> tuple[Any, str] | None:
     """`(id, type)` when the server must answer this frame with that id, else None (it parses like the server)."""
     if isinstance(wire, bytes):
         return None
     try:
-        frame = json.loads(wire)
+        frame = json.loads(wire, parse_constant=not_json, parse_float=finite)
     except (ValueError, RecursionError):
-        return None
+        return None  # not JSON (RFC 8259 has no NaN or Infinity): an id-less error
     if not isinstance(frame, dict) or "id" not in frame or not valid_id(frame["id"]):
         return None
     kind = frame.get("type")

@@ -1,28 +1,49 @@
-"""Channel layers that misbehave on purpose: the layer is a transport, not a store."""
+"""Faults on purpose: the fan-out and the channel layer are transports, not stores.
+
+`lossy_fanout` and `echoing_fanout` make this process's hub (realtime.fanout) lose or
+repeat publications as they arrive from the engine (the real memory engine or Redis):
+what a Redis pub/sub reconnect or a repeated delivery would do. Apply them before the
+sockets of the test subscribe.
+"""
+
+import contextlib
+from unittest import mock
 
 from channels.layers import InMemoryChannelLayer
 
-from realtime.publish import MESSAGE_EVENT
+from realtime.engine.base import PUBLICATION_EVENT
+from realtime.fanout import Hub
 
 
-class LossyLayer(InMemoryChannelLayer):
-    """Drops the publications whose offset is in `DROP` (set by the test)."""
-
-    DROP: set[int] = set()
-
-    async def group_send(self, group, message):
-        if message.get("type") == MESSAGE_EVENT and message["offset"] in self.DROP:
-            return
-        await super().group_send(group, message)
+def _offset(event: str) -> int | None:
+    return int(event[1:].split(" ", 2)[1]) if event[0] == PUBLICATION_EVENT else None
 
 
-class EchoingLayer(InMemoryChannelLayer):
-    """Delivers every publication twice."""
+@contextlib.contextmanager
+def lossy_fanout(drop: set[int]):
+    """The hub never hears the publications whose offset is in `drop`."""
+    receive = Hub.receive
 
-    async def group_send(self, group, message):
-        await super().group_send(group, message)
-        if message.get("type") == MESSAGE_EVENT:
-            await super().group_send(group, message)
+    def lossy(hub, channel, event):
+        if _offset(event) not in drop:
+            receive(hub, channel, event)
+
+    with mock.patch.object(Hub, "receive", lossy):
+        yield
+
+
+@contextlib.contextmanager
+def echoing_fanout():
+    """The hub hears every publication twice."""
+    receive = Hub.receive
+
+    def echoing(hub, channel, event):
+        receive(hub, channel, event)
+        if _offset(event) is not None:
+            receive(hub, channel, event)
+
+    with mock.patch.object(Hub, "receive", echoing):
+        yield
 
 
 class FailingDiscardLayer(InMemoryChannelLayer):

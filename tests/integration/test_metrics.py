@@ -15,9 +15,9 @@ from django.test import AsyncClient, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from realtime import metrics
-from realtime.engine import reset_engines
 from realtime.publish import publish
 from tests.conftest import make_tokens
+from tests.integration.lossy import lossy_fanout
 from tests.integration.test_socket_lifecycle import SlowClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -341,19 +341,15 @@ async def test_recoveries_recovered_or_not(backend, login):
     assert moved[key("realtime_frames_sent_total", type="subscribed")] == 3, CALLS.format('sent("subscribed")')
 
 
-@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "tests.integration.lossy.LossyLayer"}})
 async def test_gaps_filled_from_history(login):
-    from tests.integration.lossy import LossyLayer
-
-    reset_engines()
-    LossyLayer.DROP = {2, 3, 5}
-    ann = await login()
-    await ann.request({"type": "subscribe", "id": 1, "channel": "public:gaps"})
-    before = await scrape()
-    received = []
-    for published, arrive in ((1, 1), (2, 0), (3, 0), (4, 3), (5, 0), (6, 2)):  # each gap seen before the next
-        await publish("public:gaps", published)
-        received += [(await ann.recv_type("message"))["offset"] for _ in range(arrive)]
+    with lossy_fanout({2, 3, 5}):
+        ann = await login()
+        await ann.request({"type": "subscribe", "id": 1, "channel": "public:gaps"})
+        before = await scrape()
+        received = []
+        for published, arrive in ((1, 1), (2, 0), (3, 0), (4, 3), (5, 0), (6, 2)):  # each gap seen before the next
+            await publish("public:gaps", published)
+            received += [(await ann.recv_type("message"))["offset"] for _ in range(arrive)]
     assert received == [1, 2, 3, 4, 5, 6]
     moved = await scrape() - before
     assert moved[key("realtime_gaps_total", filled="true")] == 2, CALLS.format("gap(filled)")  # at 4 and at 6
