@@ -44,7 +44,19 @@ OTHER_TOKEN = "<other-users-token>"
 # Closes a fuzzed socket may get: repeated bad frames, repeated rate limiting.
 ALLOWED_CLOSES = {4500, 4008}
 # Reply types by request type; anything not listed may only get `error`.
-SUCCESS_REPLIES = {"ping": {"pong"}, "refresh": {"refreshed"}}
+# The success reply of each request type (PROTOCOL section 1: with the request's id, or none).
+SUCCESS_REPLIES = {
+    "ping": {"pong"},
+    "refresh": {"refreshed"},
+    "subscribe": {"subscribed"},
+    "unsubscribe": {"unsubscribed"},
+    "publish": {"published"},
+    "history": {"history"},
+    "presence": {"presence"},
+}
+# Pushes (no id) that requests of the fuzzed socket may cause: a channel it subscribed to gets
+# its publications and presence changes; heartbeat pings are off (FUZZ_SERVER).
+PUSHES = {"message", "join", "leave", "unsubscribed"}
 ERROR_CODES = {str(code) for code in ErrorCode}
 REPLY_TIMEOUT = 10.0  # a bound on waiting, never a measurement
 FUZZ_SERVER = {
@@ -142,6 +154,18 @@ def finite(text: str) -> float:
     if math.isinf(value):
         raise ValueError(f"{text} overflows a double")
     return value
+
+
+def request_kind(wire: str | bytes) -> str | None:
+    """The `type` of a frame that is a JSON object with a string type, else None."""
+    if isinstance(wire, bytes):
+        return None
+    try:
+        frame = json.loads(wire, parse_constant=not_json, parse_float=finite)
+    except (ValueError, RecursionError):
+        return None
+    kind = frame.get("type") if isinstance(frame, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def expected_reply(wire: str | bytes) -> tuple[Any, str] | None:
@@ -260,17 +284,21 @@ def check_replies(wires: list, expected: list[tuple[Any, str]], replies: list[di
     allowed_by_id: dict[tuple[str, Any], set[str]] = {}
     for rid, kind in expected:  # ids may repeat within a batch: any of their requests' reply types
         allowed_by_id.setdefault(id_key(rid), {"error"}).update(SUCCESS_REPLIES.get(kind, set()))
+    idless = {"error", *PUSHES}  # an id-less request's reply, or a push, or an unattributable error
+    for wire in wires:
+        kind = request_kind(wire)
+        if kind is not None:
+            idless |= SUCCESS_REPLIES.get(kind, set())
     for frame in replies:
-        assert frame.get("type") in {"error", "pong", "refreshed", "ping"}, (frame, wires)
         if frame["type"] == "error":
             assert frame.get("code") in ERROR_CODES and isinstance(frame.get("message"), str), frame
             assert frame["code"] != "internal", (frame, wires)
         if "id" in frame:
             assert frame["type"] in allowed_by_id[id_key(frame["id"])], (frame, wires)
         else:
-            # Without an id: the reply to an id-less request (`pong`, `refreshed`, `error`), an
-            # error for a frame the server could not attribute, or the server's heartbeat ping.
-            assert frame["type"] in {"error", "pong", "refreshed", "ping"}, (frame, wires)
+            # Without an id: the reply to a request sent without one, a push of a channel the
+            # socket subscribed to, or an error for a frame the server could not attribute.
+            assert frame["type"] in idless, (frame, wires)
 
 
 # ---------------------------------------------------------------- the test
