@@ -83,6 +83,10 @@ WSGI_APPLICATION = None
 ASGI_APPLICATION = "project.asgi.application"
 
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Not persistent by default, although the socket path would gain (Channels runs its ORM calls
+# on one thread and closes the connection after each with 0): under ASGI Django runs each
+# HTTP request on a thread of its own, and a persistent connection left on such a thread is
+# never reused nor closed (Django ticket #33497). See docs/operations.md.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (runserver, daphne workers, the test suite's servers) may

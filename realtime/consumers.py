@@ -19,11 +19,11 @@ from urllib.parse import parse_qs
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
-from . import handlers, metrics, protocol, sessions
+from . import handlers, metrics, protocol, sessions, slots
 from . import resume as resumption
 from .conf import realtime_settings
 from .control import CHANNEL_END_EVENT, DISCONNECT_EVENT, user_group
-from .exceptions import BadRequest, Disconnect, RateLimited, RealtimeError
+from .exceptions import BadRequest, Disconnect, RateLimited, RealtimeError, Unavailable, backing_service
 from .limits import ErrorWindow, TokenBucket
 from .live import LIVE
 from .node import node_name
@@ -38,6 +38,7 @@ class SocketState(enum.Enum):
 
     CONNECTING = "connecting"  # the handshake arrived; not accepted yet
     OPEN = "open"  # accepted, not authenticated (only `auth`, `ping`, `pong` are served)
+    AUTHENTICATING = "authenticating"  # credentials arrived and are being checked: AUTH_TIMEOUT no longer applies
     AUTHENTICATED = "authenticated"  # `welcome` sent
     CLOSING = "closing"  # a close is under way (the server's or the client's): nothing more is handled
     CLOSED = "closed"  # the socket is gone and its session recorded
@@ -65,7 +66,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.state = SocketState.CONNECTING
         self.close_code: int | None = None
         self.close_reason = ""
-        self.row_id: int | None = None  # the session row, once written
+        self.row: sessions.SessionRow | None = None  # the session row (written by the background writer)
         self.outbox: Outbox | None = None
         self.watchdog: asyncio.Task | None = None
         self._watch_wakeup: asyncio.Event | None = None
@@ -142,6 +143,7 @@ class RealtimeConsumer(AsyncConsumer):
         if auth.get("error"):
             raise Disconnect(CloseCode.UNAUTHORIZED)
         if user is not None and getattr(user, "is_authenticated", False):
+            self.state = SocketState.AUTHENTICATING  # handshake credentials arrived with the connect
             query = parse_qs((self.scope.get("query_string") or b"").decode("latin1"))
             resume = (query.get("resume") or [None])[0]
             positions = None
@@ -181,6 +183,16 @@ class RealtimeConsumer(AsyncConsumer):
         self._stop_tasks()
         code = self.close_code if self.close_code is not None else message.get("code")
         metrics.disconnected(code, by_server=self.close_code is not None)
+        # Queued before anything is awaited: written with its own code even if this consumer is
+        # cancelled below (daphne's application_close_timeout); awaited further down.
+        row_closed = None
+        if self.row is not None:
+            row_closed = sessions.record_close(self.row, code, self.close_reason or "client_closed")
+        try:
+            await slots.release(self.channel_name)
+        except Exception as exc:  # the slot lapses on its own after three beats
+            metrics.service_error(exc)
+            logger.warning("could not release the connection slot of %s: %r", self.session_id, exc)
         if self.record is not None:
             try:
                 await self.record.close(code)
@@ -192,13 +204,8 @@ class RealtimeConsumer(AsyncConsumer):
         except Exception as exc:  # best effort: presence lapses on its own
             metrics.service_error(exc)
             logger.warning("could not leave the channels of %s: %r", self.session_id, exc)
-        if self.row_id is not None:
-            reason = self.close_reason or "client_closed"
-            try:
-                await sessions.record_close(self.row_id, code, reason)
-            except Exception as exc:  # the record is best effort; the cleanup closes it otherwise
-                metrics.service_error(exc)
-                logger.warning("could not record the close of %s: %r", self.session_id, exc)
+        if row_closed is not None:  # (the writer logs its own failures; the cleanup closes the row then)
+            await row_closed
         try:  # after the close is recorded: a channel layer that fails here must not leave the row open
             for group in self.groups:
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -233,8 +240,35 @@ class RealtimeConsumer(AsyncConsumer):
         """Mark the socket authenticated (resuming `resume` when it can), join the user's group, send `welcome`.
 
         A resumed session gets its subscriptions back, each replayed from the client's own
-        position in `positions` when it gave one, else from the last one recorded.
+        position in `positions` when it gave one, else from the last one recorded. The
+        connection limit is a slot taken in the engine (no database query), and the session
+        row is queued for the background writer: nothing here waits for the database.
         """
+        client = self.scope.get("client") or (None, None)
+        headers = dict(self.scope.get("headers") or [])
+        row = {
+            "channel_name": self.channel_name,
+            "node": node_name(),
+            "remote_addr": client[0],
+            "user_agent": headers.get(b"user-agent", b"").decode("latin1"),
+            "user": user,
+            "auth_method": method,
+            "expires_at": expires_at,
+        }
+        try:
+            async with backing_service(request_id):
+                admitted = await slots.admit(user.pk, self.channel_name)
+        except Unavailable:
+            # Not authenticated, and told so (`unavailable`): the socket stays open, and the
+            # client may send `auth` again within a fresh AUTH_TIMEOUT (or reconnect).
+            if self.state is SocketState.AUTHENTICATING:
+                self.state = SocketState.OPEN
+                self.auth_deadline = self.clock() + self.settings["AUTH_TIMEOUT"]
+                self._wake_watchdog()
+            raise
+        if not admitted:
+            sessions.open_row(session_id=self.session_id, refused=CloseCode.TOO_MANY_CONNECTIONS, **row)
+            raise Disconnect(CloseCode.TOO_MANY_CONNECTIONS)
         restored = await resumption.take(resume, self.channel_name, user.pk)
         if resume:
             metrics.resumed(restored is not None)
@@ -242,21 +276,10 @@ class RealtimeConsumer(AsyncConsumer):
             self.session_id = resume
             for channel, position in (positions or {}).items():
                 restored[channel] = [position.epoch, position.offset]
-        client = self.scope.get("client") or (None, None)
-        headers = dict(self.scope.get("headers") or [])
-        self.row_id = await sessions.record_session(
-            session_id=self.session_id,
-            channel_name=self.channel_name,
-            node=node_name(),
-            remote_addr=client[0],
-            user_agent=headers.get(b"user-agent", b"").decode("latin1"),
-            user=user,
-            auth_method=method,
-            expires_at=expires_at,
-            resumed=restored is not None,
-        )
+        if not self.closing:  # (a socket already going away, e.g. at shutdown, leaves no row behind)
+            self.row = sessions.open_row(session_id=self.session_id, resumed=restored is not None, **row)
         self.user = user
-        if self.state is SocketState.OPEN:  # not when a close began meanwhile
+        if self.state in (SocketState.OPEN, SocketState.AUTHENTICATING):  # not when a close began meanwhile
             self.state = SocketState.AUTHENTICATED
         self.auth_method = method
         self.record = resumption.SessionRecord(
@@ -291,6 +314,11 @@ class RealtimeConsumer(AsyncConsumer):
             self.expiry_deadline = deadline
             self.expiring_at = deadline - self.settings["REFRESH_LEAD"]
         self._wake_watchdog()
+
+    def credentials_arrived(self) -> None:
+        """An `auth` frame came: from now on its check's outcome decides, not AUTH_TIMEOUT."""
+        if self.state is SocketState.OPEN:
+            self.state = SocketState.AUTHENTICATING
 
     # ------------------------------------------------------------ sending
 
@@ -389,7 +417,9 @@ class RealtimeConsumer(AsyncConsumer):
         while not self.closing:
             now = self.clock()
             try:
-                if self.user is None and now >= self.auth_deadline:
+                # Only while no credentials have arrived: once they are being checked (the
+                # database thread may be busy in a reconnect storm) the check's outcome decides.
+                if self.state is SocketState.OPEN and now >= self.auth_deadline:
                     raise Disconnect(CloseCode.UNAUTHORIZED, "auth_timeout")
                 if now - self.last_received >= silence:
                     raise Disconnect(CloseCode.HEARTBEAT_TIMEOUT)
@@ -406,7 +436,7 @@ class RealtimeConsumer(AsyncConsumer):
                 self.send_frame(protocol.ping())
                 self.ping_sent_at = now
             deadlines = [self.next_ping, self.last_received + silence]
-            if self.user is None:
+            if self.state is SocketState.OPEN:
                 deadlines.append(self.auth_deadline)
             if self.expiring_at is not None:
                 deadlines.append(self.expiring_at)

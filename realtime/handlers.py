@@ -38,6 +38,7 @@ async def handle_auth(consumer: RealtimeConsumer, request: protocol.Auth) -> Non
     """`auth`: authenticate the socket; a bad token ends it (4501, or 4009 when expired)."""
     if consumer.user is not None:
         raise BadRequest("Already authenticated; use `refresh` to replace the token.", request_id=request.id)
+    consumer.credentials_arrived()  # the user lookup may wait for a busy database thread: no auth timeout
     try:
         result = await authenticate_token(request.token)
     except CredentialsError as exc:
@@ -57,7 +58,7 @@ async def handle_refresh(consumer: RealtimeConsumer, request: protocol.Refresh) 
         raise Unauthorized(str(exc), request_id=request.id) from exc
     if result.user.pk != consumer.user.pk:
         raise Forbidden(request_id=request.id)
-    await sessions.record_refresh(consumer.row_id, result.expires_at)
+    sessions.record_refresh(consumer.row, result.expires_at)  # queued: written in the background
     consumer.set_expiry(result.expires_at)
     consumer.send_frame(protocol.refreshed(request.id, result.expires_at))
 

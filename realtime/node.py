@@ -32,6 +32,7 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
+from . import sessions
 from .conf import realtime_settings
 from .models import Connection, Node
 from .protocol import CloseCode
@@ -211,10 +212,13 @@ async def _advisory(what: str, step: Any, failing: set[str]) -> None:
 
 
 async def _touch_engine(failing: set[str]) -> None:
-    """Extend this process's presence entries (so a dead process's lapse) and record its sessions' positions."""
+    """Extend this process's presence entries and connection slots (so a dead process's lapse)
+    and record its sessions' positions."""
     from .presence import touch_local as touch_presence
     from .resume import touch_local as touch_sessions
+    from .slots import touch_local as touch_slots
 
+    await _advisory("connection slots", touch_slots, failing)
     await _advisory("presence touch", touch_presence, failing)
     await _advisory("session positions", touch_sessions, failing)
 
@@ -309,6 +313,9 @@ async def shutdown(reason: str = "shutdown") -> int:
     name = node_name()
     # Mark this loop as done, so a request that arrives during shutdown does not register again.
     _runner = _Runner(loop=asyncio.get_running_loop(), name=name, ready=True)
+    # Rows are written in the background: what is queued lands first, so no row of ours
+    # is inserted (open) after the retire below.
+    await sessions.flush()
     closed = await database_sync_to_async(_retire)(name, reason)
     logger.info("realtime node %s shut down: closed %d session row(s) with %d", name, closed, SHUTDOWN_CODE)
     return closed

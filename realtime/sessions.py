@@ -1,25 +1,41 @@
-"""The `Connection` rows: written at authentication, refresh and close only.
+"""The `Connection` rows: written at authentication, refresh and close only, in the background.
 
-Every function here is one short transaction run off the event loop
-(`database_sync_to_async`); none is called per message.
+A socket never waits for its row on the way in: `open_row` queues the INSERT and hands
+back a `SessionRow` at once, and the refresh and the close refer to that handle. One
+writer task per event loop (`_SessionWriter`) takes everything queued so far and writes
+it in one trip to the database thread: the opens of the batch as one `bulk_create`
+(which returns the primary keys on SQLite and PostgreSQL), then the refreshes, then the
+closes, one UPDATE per (code, reason). So a storm of connects or closes is a few
+statements, not one per socket on Django's single database thread, and the connect
+path's only database round trip is the user lookup.
+
+Failures are logged and counted (`metrics.service_error`), never raised into a socket:
+the row is a record, and the node's cleanup closes what a failure left open.
+`flush()` waits until everything queued on this loop so far is written (tests, shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import secrets
 import weakref
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import IntegrityError
 from django.db.models import F
 from django.utils import timezone
 
-from .conf import realtime_settings
-from .exceptions import Disconnect
+from . import metrics
 from .models import Connection
 from .protocol import CloseCode
+
+logger = logging.getLogger(__name__)
 
 
 def new_session_id() -> str:
@@ -31,24 +47,152 @@ def _as_datetime(unix: int | None) -> datetime | None:
     return None if unix is None else datetime.fromtimestamp(unix, tz=UTC)
 
 
-def _enforce_connection_limit(row: Connection) -> None:
-    """Close `row` with 4529 when its user already has MAX_CONNECTIONS_PER_USER open sockets.
+@dataclass(eq=False, slots=True)
+class SessionRow:
+    """A socket's session row as the socket knows it: queued at once, `pk` set when the writer inserted it."""
 
-    Counting only the rows opened before this one (lower pk) makes simultaneous
-    connects agree on who is over the limit, without a lock.
+    fields: dict[str, Any]  # the columns of the INSERT
+    pk: int | None = None
+    lost: bool = False  # the INSERT failed: later writes for this row are dropped
+
+
+@dataclass(eq=False, slots=True)
+class _Write:
+    """One queued write; `done` (when someone waits) is resolved once its batch is written."""
+
+    kind: str  # "open" | "refresh" | "close" | "flush"
+    row: SessionRow | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    done: asyncio.Future | None = None
+
+
+# ---------------------------------------------------------------- the batch (on the database thread)
+
+
+def _failed(what: str, exc: BaseException, count: int) -> None:
+    metrics.service_error(exc)
+    logger.warning("could not write %d session row %s(s): %r", count, what, exc)
+
+
+def _insert(rows: list[SessionRow], now: datetime) -> None:
+    """INSERT the rows in one statement (Django splits it where the backend needs); set their pks.
+
+    A row the database refuses (its user deleted meanwhile) must not take the rest of the
+    batch with it: after an IntegrityError the rows are tried one by one.
     """
-    limit = realtime_settings.MAX_CONNECTIONS_PER_USER
-    earlier = Connection.objects.filter(user_id=row.user_id, closed_at__isnull=True, pk__lt=row.pk).count()
-    if earlier >= limit:
-        code = CloseCode.TOO_MANY_CONNECTIONS
-        Connection.objects.filter(pk=row.pk).update(
-            closed_at=timezone.now(), close_code=int(code), close_reason=code.reason
+    objects = [Connection(**row.fields, last_seen=now) for row in rows]
+    try:
+        Connection.objects.bulk_create(objects)
+    except IntegrityError as exc:
+        if len(rows) == 1:
+            rows[0].lost = True
+            _failed("open", exc, 1)
+            return
+        for row in rows:
+            _insert([row], now)
+        return
+    for row, obj in zip(rows, objects, strict=True):
+        row.pk, row.fields = obj.pk, {}  # the columns are in the database now: not kept per socket
+
+
+def _refresh(row: SessionRow, values: dict[str, Any], now: datetime) -> None:
+    Connection.objects.filter(pk=row.pk).update(
+        token_expires_at=values["token_expires_at"], refresh_count=F("refresh_count") + 1, last_seen=now
+    )
+
+
+def _close(closes: list[_Write], now: datetime) -> None:
+    """Close rows (unless a cleanup already closed them): one UPDATE per (code, reason)."""
+    by_kind: dict[tuple[int | None, str], list[int]] = defaultdict(list)
+    for write in closes:
+        by_kind[(write.values["close_code"], write.values["close_reason"])].append(write.row.pk)
+    for (code, reason), pks in by_kind.items():
+        Connection.objects.filter(pk__in=pks, closed_at__isnull=True).update(
+            closed_at=now, last_seen=now, close_code=code, close_reason=reason
         )
-        raise Disconnect(code)
 
 
-@database_sync_to_async
-def record_session(
+def _write_batch(batch: list[_Write]) -> None:
+    """Write one batch in order: its opens, then its refreshes, then its closes (each step on its own)."""
+    now = timezone.now()
+    opens = [write.row for write in batch if write.kind == "open"]
+    if opens:
+        try:
+            _insert(opens, now)
+        except Exception as exc:  # the database is down: these sockets go unrecorded
+            for row in opens:
+                row.lost = True
+            _failed("open", exc, len(opens))
+    for write in batch:
+        if write.kind == "refresh" and write.row.pk is not None:
+            try:
+                _refresh(write.row, write.values, now)
+            except Exception as exc:
+                _failed("refresh", exc, 1)
+    closes = [write for write in batch if write.kind == "close" and write.row.pk is not None]
+    if closes:
+        try:
+            _close(closes, now)
+        except Exception as exc:  # the cleanup closes them once this process is gone
+            _failed("close", exc, len(closes))
+
+
+# ---------------------------------------------------------------- the writer (on the event loop)
+
+
+class _SessionWriter:
+    """The session-row writes queued on one event loop, written in order, in batches, by one task.
+
+    The task is the loop's, not a consumer's: a consumer that is cancelled while it waits
+    for its close still has it written. While one batch is on the database thread the next
+    one gathers, so the busier the server, the larger the batches.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: list[_Write] = []
+        self.task: asyncio.Task | None = None
+
+    def submit(self, write: _Write) -> None:
+        self.pending.append(write)
+        if self.task is None or self.task.done():
+            # A fresh context: not the submitting consumer's (nor asgiref's state within it).
+            self.task = self.loop.create_task(self._run(), name="realtime-session-rows", context=contextvars.Context())
+
+    async def _run(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                await database_sync_to_async(_write_batch)(batch)
+            except Exception as exc:  # e.g. no database connection could be opened at all
+                _failed("batch", exc, len(batch))
+            finally:
+                for write in batch:
+                    if write.done is not None and not write.done.done():
+                        write.done.set_result(None)
+
+
+_writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _writer() -> _SessionWriter:
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = _SessionWriter(loop)
+    return writer
+
+
+def _waited(write: _Write) -> asyncio.Future:
+    write.done = asyncio.get_running_loop().create_future()
+    _writer().submit(write)
+    return write.done
+
+
+# ---------------------------------------------------------------- the API
+
+
+def open_row(
     *,
     session_id: str,
     channel_name: str,
@@ -59,94 +203,50 @@ def record_session(
     auth_method: str,
     expires_at: int | None,
     resumed: bool = False,
-) -> int:
-    """Record an authenticated socket (the first database write of a socket: none before valid
-    credentials) and return its row id; enforce the connection limit (`Disconnect` 4529)."""
-    now = timezone.now()
-    row = Connection.objects.create(
-        session_id=session_id,
-        resumed=resumed,
-        user=user,
-        auth_method=auth_method,
-        channel_name=channel_name,
-        node=node,
-        remote_addr=remote_addr,
-        user_agent=user_agent[:512],
-        opened_at=now,
-        authenticated_at=now,
-        last_seen=now,
-        token_expires_at=_as_datetime(expires_at),
-    )
-    _enforce_connection_limit(row)
-    return row.pk
+    refused: CloseCode | None = None,
+) -> SessionRow:
+    """Queue the row of an authenticated socket (never before valid credentials) and return its handle now.
 
-
-@database_sync_to_async
-def record_refresh(row_id: int, expires_at: int | None) -> None:
-    """Record an in-band token refresh."""
-    Connection.objects.filter(pk=row_id).update(
-        token_expires_at=_as_datetime(expires_at), refresh_count=F("refresh_count") + 1, last_seen=timezone.now()
-    )
-
-
-@database_sync_to_async
-def _write_closes(closes: list[tuple[int, int | None, str]]) -> None:
-    """Close rows (unless a cleanup or the limit already closed them): one UPDATE per (code, reason)."""
-    now = timezone.now()
-    by_kind: dict[tuple[int | None, str], list[int]] = defaultdict(list)
-    for row_id, code, reason in closes:
-        by_kind[(code, reason)].append(row_id)
-    for (code, reason), row_ids in by_kind.items():
-        Connection.objects.filter(pk__in=row_ids, closed_at__isnull=True).update(
-            closed_at=now, last_seen=now, close_code=code, close_reason=reason
-        )
-
-
-class _CloseWriter:
-    """The closes queued on one event loop, written in batches by one task.
-
-    A thousand sockets closing at once would otherwise queue a thousand UPDATEs on the
-    one database thread, and daphne kills the consumers still waiting after its
-    application_close_timeout (10 s): their rows stayed open. Batched, it is a few
-    statements, and the writer task is the loop's, not the consumers' (a consumer that
-    is killed while it waits still has its close written).
+    `refused`: the socket was turned away at once (the connection limit); its row is written closed.
     """
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[int, int | None, str, asyncio.Future]] = []
-        self.task: asyncio.Task | None = None
-
-    async def close(self, row_id: int, code: int | None, reason: str) -> None:
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        done.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if nobody waits
-        self.pending.append((row_id, code, reason[:64], done))
-        if self.task is None or self.task.done():
-            self.task = loop.create_task(self._flush(), name="realtime-session-closes")
-        await asyncio.shield(done)
-
-    async def _flush(self) -> None:
-        while self.pending:
-            batch, self.pending = self.pending, []
-            try:
-                await _write_closes([(row_id, code, reason) for row_id, code, reason, _ in batch])
-            except Exception as exc:
-                outcome: BaseException | None = exc
-            else:
-                outcome = None
-            for *_, done in batch:
-                if not done.done():
-                    done.set_result(None) if outcome is None else done.set_exception(outcome)
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "session_id": session_id,
+        "resumed": resumed,
+        "user": user,
+        "auth_method": auth_method,
+        "channel_name": channel_name,
+        "node": node,
+        "remote_addr": remote_addr,
+        "user_agent": user_agent[:512],
+        "opened_at": now,
+        "authenticated_at": now,
+        "token_expires_at": _as_datetime(expires_at),
+    }
+    if refused is not None:
+        fields.update(closed_at=now, close_code=int(refused), close_reason=refused.reason)
+    row = SessionRow(fields)
+    _writer().submit(_Write("open", row))
+    return row
 
 
-_writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def record_refresh(row: SessionRow | None, expires_at: int | None) -> None:
+    """Queue the record of an in-band token refresh."""
+    if row is not None and not row.lost:
+        _writer().submit(_Write("refresh", row, {"token_expires_at": _as_datetime(expires_at)}))
 
 
-async def record_close(row_id: int, code: int | None, reason: str) -> None:
-    """Record the end of a socket (unless a cleanup or the limit already closed it), batched with
-    the other closes of the moment; returns once it is written."""
-    loop = asyncio.get_running_loop()
-    writer = _writers.get(loop)
-    if writer is None:
-        writer = _writers[loop] = _CloseWriter()
-    await writer.close(row_id, code, reason)
+def record_close(row: SessionRow, code: int | None, reason: str) -> asyncio.Future:
+    """Queue the end of a socket (batched with the other closes of the moment), now.
+
+    Await the result to wait until it is written; it is written whether or not anyone waits.
+    """
+    return _waited(_Write("close", row, {"close_code": code, "close_reason": reason[:64]}))
+
+
+async def flush() -> None:
+    """Wait until every session-row write queued on this event loop so far is written."""
+    writer = _writers.get(asyncio.get_running_loop())
+    if writer is None or (not writer.pending and (writer.task is None or writer.task.done())):
+        return
+    await _waited(_Write("flush"))

@@ -249,3 +249,22 @@ class Engine(ABC):
     async def close(self) -> None:
         """Release connections (tests and shutdown)."""
         return None
+
+    # ---------------------------------------------------------------- connection slots (MAX_CONNECTIONS_PER_USER)
+
+    @abstractmethod
+    async def slot_admit(self, user: str, slot: str, *, limit: int, ttl: float) -> bool:
+        """Take a connection slot named `slot` (a socket) for `user` when the user holds fewer than `limit`.
+
+        One atomic step: lapsed slots are dropped first, and of two admits at once only one
+        can take the last slot. A slot already held is renewed (and admitted). The slot
+        lasts `ttl` seconds unless renewed (`slot_touch`) or released.
+        """
+
+    @abstractmethod
+    async def slot_release(self, user: str, slot: str) -> None:
+        """Give a slot back now (its socket closed)."""
+
+    @abstractmethod
+    async def slot_touch(self, slots: dict[str, list[str]], *, ttl: float) -> None:
+        """Renew live sockets' slots, `{user: [slot, ...]}`, for `ttl` seconds; a slot already gone stays gone."""

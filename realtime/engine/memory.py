@@ -94,6 +94,7 @@ class MemoryEngine(Engine):
         self.streams: dict[str, _Stream] = {}
         self.presence: dict[str, _Presence] = {}
         self.sessions: dict[str, _Session] = {}
+        self.slots: dict[str, dict[str, float]] = {}  # user -> slot -> expiry (connection limit)
         self.listeners: weakref.WeakSet[MemoryListener] = weakref.WeakSet()
 
     def _stream(self, channel: str, ttl: int) -> _Stream:
@@ -270,3 +271,31 @@ class MemoryEngine(Engine):
         record = self.sessions.get(session)
         if record is not None and record.owner == owner:
             del self.sessions[session]
+
+    # ---------------------------------------------------------------- connection slots (MAX_CONNECTIONS_PER_USER)
+
+    async def slot_admit(self, user: str, slot: str, *, limit: int, ttl: float) -> bool:
+        now = self.clock()
+        held = self.slots.setdefault(user, {})
+        for name, expires_at in list(held.items()):
+            if expires_at <= now:
+                del held[name]
+        if slot not in held and len(held) >= limit:
+            return False
+        held[slot] = now + ttl
+        return True
+
+    async def slot_release(self, user: str, slot: str) -> None:
+        held = self.slots.get(user)
+        if held is not None:
+            held.pop(slot, None)
+            if not held:  # keep the dict bounded by the users connected now
+                del self.slots[user]
+
+    async def slot_touch(self, slots: dict[str, list[str]], *, ttl: float) -> None:
+        expires_at = self.clock() + ttl
+        for user, names in slots.items():
+            held = self.slots.get(user, {})
+            for name in names:
+                if name in held:
+                    held[name] = expires_at

@@ -15,6 +15,10 @@ Per channel (all keys from `RedisEngine.key`):
   Written at subscribe and unsubscribe, refreshed by the owner's beat, kept
   RESUME_WINDOW seconds after its socket went away, taken over by the socket that
   resumes it.
+- `<prefix>:c:<user>` sorted set slot -> expiry (ms): the user's live sockets, for
+  MAX_CONNECTIONS_PER_USER. Admitting prunes lapsed slots and adds one under the limit in
+  one script; each process renews its sockets' slots every NODE_HEARTBEAT, so the slots
+  of a process that died lapse after three beats.
 - `<prefix>:f:<channel>` pub/sub channel: the fan-out events of the channel (each publication,
   sent by the same script that stores it, and presence changes), which each process hears
   once on its own listener connection (`RedisListener`, client name `<prefix>:fanout`) for
@@ -221,6 +225,48 @@ if redis.call('HGET', KEYS[1], '~o') == ARGV[1] then redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# Connection slots (MAX_CONNECTIONS_PER_USER). KEYS: the user's sorted set slot -> expiry (ms).
+# Redis's own clock (TIME, allowed before writes with effect replication, the default since
+# Redis 5), so every process agrees on what has lapsed. The key lives as long as its latest slot.
+_SLOTS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function keep_key()
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if #last == 2 then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+end
+"""
+
+# ARGV: slot, limit, ttl (ms). Returns 1 when admitted (a slot already held is renewed), 0 at the limit.
+SLOT_ADMIT = (
+    _SLOTS
+    + """
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+keep_key()
+return 1
+"""
+)
+
+# ARGV: ttl (ms), then slots. Renews the slots still there (XX: a released one is not brought back).
+SLOT_TOUCH = (
+    _SLOTS
+    + """
+local expiry = now_ms() + tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
+end
+keep_key()
+return 0
+"""
+)
+
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -246,6 +292,8 @@ class RedisEngine(Engine):
         self._session_write = self.redis.register_script(SESSION_WRITE)
         self._session_take = self.redis.register_script(SESSION_TAKE)
         self._session_delete = self.redis.register_script(SESSION_DELETE)
+        self._slot_admit = self.redis.register_script(SLOT_ADMIT)
+        self._slot_touch = self.redis.register_script(SLOT_TOUCH)
         self.listeners: set[RedisListener] = set()
 
     def key(self, kind: str, channel: str) -> str:
@@ -366,6 +414,26 @@ class RedisEngine(Engine):
         for listener in list(self.listeners):
             await listener.close()
         await self.redis.aclose()
+
+    # ---------------------------------------------------------------- connection slots (MAX_CONNECTIONS_PER_USER)
+    #
+    # `<prefix>:c:<user>` sorted set slot (a socket's channel name) -> expiry (ms, Redis's clock).
+
+    async def slot_admit(self, user: str, slot: str, *, limit: int, ttl: float) -> bool:
+        return bool(await self._slot_admit([self.key("c", user)], [slot, limit, int(ttl * 1000)]))
+
+    async def slot_release(self, user: str, slot: str) -> None:
+        await self.redis.zrem(self.key("c", user), slot)
+
+    async def slot_touch(self, slots: dict[str, list[str]], *, ttl: float) -> None:
+        if not slots:
+            return
+        ttl_ms = int(ttl * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user, names in slots.items():
+                if names:
+                    await self._slot_touch(keys=[self.key("c", user)], args=[ttl_ms, *names], client=pipe)
+            await pipe.execute()
 
 
 class RedisListener(Listener):

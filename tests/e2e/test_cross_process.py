@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from realtime.models import Connection, Node
 from tests.conftest import PASSWORD
+from tests.e2e.rows import POLL, POLL_LIMIT, poll_rows
 
 from .client import Client
 from .web import HttpSession, logout
@@ -27,8 +28,6 @@ pytestmark = [pytest.mark.e2e]
 
 # Small liveness timers so a killed process is found within a few seconds.
 FAST_NODES = {"REALTIME_NODE_HEARTBEAT": 0.5, "REALTIME_CLEANUP_INTERVAL": 0.5}
-POLL = 0.05  # seconds between database polls
-POLL_LIMIT = 30.0  # a bound on waiting, far above what the timers promise; never a measurement
 
 
 def aged_tokens(user, seconds: int) -> tuple[str, str]:
@@ -51,20 +50,9 @@ async def timed_disconnect(client: Client, code: int, reason: str | None = None)
 
 
 async def row_of(client: Client) -> Connection:
-    """The session row of an authenticated client."""
-    return await Connection.objects.aget(session_id=client.welcome["session"])
-
-
-async def poll_rows(predicate, session_ids: list[str], limit: float = POLL_LIMIT) -> list[Connection]:
-    """Poll the database until `predicate(rows)` holds for these sessions' rows; fail after `limit` s."""
-    deadline = time.monotonic() + limit
-    while True:
-        rows = [row async for row in Connection.objects.filter(session_id__in=session_ids).order_by("pk")]
-        if len(rows) == len(session_ids) and predicate(rows):
-            return rows
-        if time.monotonic() > deadline:
-            pytest.fail(f"rows never reached the expected state within {limit} s: {[vars(r) for r in rows]}")
-        await asyncio.sleep(POLL)
+    """The session row of an authenticated client, once the server's background writer wrote it."""
+    (row,) = await poll_rows(lambda rows: True, [client.welcome["session"]])
+    return row
 
 
 # ---------------------------------------------------------------- revocation
@@ -185,6 +173,28 @@ async def test_connection_limit_counts_sockets_on_every_server(servers, ws, new_
     await poll_rows(lambda rows: rows[0].closed_at is not None, [first.welcome["session"]])
     again = await ws(b, token=(await tokens(ann))[0], welcome=True)
     await again.ping(4)
+
+
+async def test_the_slots_of_a_killed_server_lapse(servers, ws, new_user, tokens, timings):
+    """MAX_CONNECTIONS_PER_USER=1: ann's socket on B holds her one slot; kill -9 B, and once its
+    slots lapse (three of B's beats, nobody renewing them) A admits her again."""
+    a, b = await servers(2, REALTIME_MAX_CONNECTIONS_PER_USER=1, **FAST_NODES)
+    ann = await new_user("ann")
+    await ws(b, token=(await tokens(ann))[0], welcome=True)
+    refused = await ws(a, token=(await tokens(ann))[0])
+    await refused.expect_disconnect(4529, "too_many_connections")
+    b.kill9()
+    killed = time.monotonic()
+    while True:  # each attempt before the lapse is refused; bounded, never a measurement
+        client = await ws(a, token=(await tokens(ann))[0])
+        frame = await client.recv()
+        if frame["type"] == "welcome":
+            break
+        assert frame["code"] == 4529, frame
+        assert time.monotonic() - killed < POLL_LIMIT, "the killed server's slot never lapsed"
+        await asyncio.sleep(POLL)
+    timings("kill -9 of B -> ann admitted on A", time.monotonic() - killed)
+    await client.ping("admitted")
 
 
 # ---------------------------------------------------------------- liveness

@@ -1,5 +1,6 @@
 """One contract, two backends: every engine test runs on the in-memory and the Redis engine."""
 
+import asyncio
 import json
 
 import pytest
@@ -258,3 +259,59 @@ async def test_only_the_owner_deletes_a_session(engine):
     assert (await engine.session_take("s1", "sock-b", "7", ttl=30)).subscriptions == {"public:a": ["e1", 3]}
     await engine.session_delete("s1", "sock-b")
     assert await engine.session_take("s1", "sock-c", "7", ttl=30) is None
+
+
+# ---------------------------------------------------------------- connection slots (MAX_CONNECTIONS_PER_USER)
+
+
+async def test_slots_are_admitted_up_to_the_limit_per_user(engine):
+    assert [await engine.slot_admit("7", f"sock-{i}", limit=2, ttl=30) for i in range(3)] == [True, True, False]
+    assert await engine.slot_admit("8", "sock-9", limit=2, ttl=30)  # another user's slots are their own
+    assert await engine.slot_admit("7", "sock-0", limit=2, ttl=30)  # a slot already held is renewed, not counted twice
+    await engine.slot_release("7", "sock-0")
+    await engine.slot_release("7", "sock-0")  # already gone
+    assert await engine.slot_admit("7", "sock-2", limit=2, ttl=30)
+    assert not await engine.slot_admit("7", "sock-3", limit=2, ttl=30)
+
+
+async def test_a_slot_lapses_unless_touched(engine):
+    await engine.slot_admit("7", "live", limit=2, ttl=30)
+    await engine.slot_admit("7", "dead", limit=2, ttl=0)  # its process stopped renewing it: lapsed at once
+    await engine.slot_touch({"7": ["live"], "8": ["nobody"]}, ttl=30)
+    assert await engine.slot_admit("7", "new", limit=2, ttl=30)
+    assert not await engine.slot_admit("7", "newer", limit=2, ttl=30)
+    await engine.slot_touch({}, ttl=30)
+
+
+async def test_touching_a_released_slot_does_not_bring_it_back(engine):
+    await engine.slot_admit("7", "a", limit=1, ttl=30)
+    await engine.slot_release("7", "a")
+    await engine.slot_touch({"7": ["a"]}, ttl=30)  # a beat that raced with the close
+    assert await engine.slot_admit("7", "b", limit=1, ttl=30)
+
+
+async def test_slots_live_as_long_as_their_ttl(engine):
+    await engine.slot_admit("7", "a", limit=1, ttl=5)
+    if isinstance(engine, MemoryEngine):
+        engine.clock = lambda: 10**9  # long after the ttl
+    else:  # Redis keeps the key as long as its latest slot, by its own clock
+        assert 4000 < await engine.redis.pttl(engine.key("c", "7")) <= 5000
+        await engine.slot_touch({"7": ["a"]}, ttl=20)
+        assert 19000 < await engine.redis.pttl(engine.key("c", "7")) <= 20000
+        await engine.redis.zadd(engine.key("c", "7"), {"a": 0})  # as if 20 s had passed
+    assert await engine.slot_admit("7", "b", limit=1, ttl=5)
+
+
+async def test_admitting_is_atomic_across_processes(redis_url, redis_prefix):
+    """Two processes (two engines, two connection pools) race for the last slots: exactly the limit get in."""
+    first, second = RedisEngine(redis_url, redis_prefix), RedisEngine(redis_url, redis_prefix)
+    try:
+        engines = [first, second] * 20
+        results = await asyncio.gather(
+            *(engine.slot_admit("7", f"sock-{i}", limit=5, ttl=30) for i, engine in enumerate(engines))
+        )
+        assert results.count(True) == 5
+        assert await first.redis.zcard(first.key("c", "7")) == 5
+    finally:
+        await first.close()
+        await second.close()

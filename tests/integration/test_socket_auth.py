@@ -7,6 +7,7 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from realtime import sessions
 from realtime.models import Connection
 from tests.conftest import make_tokens
 
@@ -34,6 +35,7 @@ async def test_header_token_gets_welcome_pushed(connect, user):
     assert welcome["expires_at"] == AccessToken(access)["exp"]
     assert welcome["heartbeat"] == 25 and welcome["resume_window"] == 120
     assert welcome["resumed"] is False
+    await sessions.flush()  # the row is written in the background
     row = await Connection.objects.select_related("user").aget(session_id=welcome["session"])
     assert row.user == user and row.auth_method == "header" and row.closed_at is None
     assert row.token_expires_at.timestamp() == welcome["expires_at"]
@@ -44,6 +46,7 @@ async def test_query_token(connect, user):
     socket = await connect(query=f"token={access}")
     welcome = await socket.recv()
     assert welcome["type"] == "welcome" and welcome["user"]["id"] == user.pk
+    await sessions.flush()  # the row is written in the background
     row = await Connection.objects.aget(session_id=welcome["session"])
     assert row.auth_method == "query"
 
@@ -54,6 +57,7 @@ async def test_first_frame_auth(connect, user):
     welcome = await socket.request({"type": "auth", "token": access, "id": 1})
     assert welcome["type"] == "welcome" and welcome["id"] == 1
     assert welcome["user"]["username"] == "ann"
+    await sessions.flush()  # the row is written in the background
     row = await Connection.objects.aget(session_id=welcome["session"])
     assert row.auth_method == "frame" and row.user_id == user.pk and row.authenticated_at is not None
     again = await socket.request({"type": "auth", "token": access, "id": 2})
@@ -66,6 +70,7 @@ async def test_session_cookie_from_an_allowed_origin(connect, user, client):
     socket = await connect(headers=[(b"cookie", cookie), (b"origin", b"http://localhost:8000")])
     welcome = await socket.recv()
     assert welcome["type"] == "welcome" and welcome["expires_at"] is None
+    await sessions.flush()  # the row is written in the background
     row = await Connection.objects.aget(session_id=welcome["session"])
     assert row.auth_method == "cookie"
 
@@ -166,6 +171,7 @@ async def test_refresh_moves_the_expiry(connect, user):
     # Five heartbeats (1.5 s) outlive the old token: no disconnect came in between.
     for _ in range(5):
         assert (await socket.recv())["type"] == "ping"
+    await sessions.flush()  # the row is written in the background
     row = await Connection.objects.aget(session_id=welcome["session"])
     assert row.refresh_count == 1 and row.token_expires_at.timestamp() == fresh["exp"]
 
@@ -178,6 +184,7 @@ async def test_refresh_with_another_users_token_is_forbidden(connect, user, make
     reply = await socket.request({"type": "refresh", "token": other, "id": 4})
     assert (reply["type"], reply["code"], reply["id"]) == ("error", "forbidden", 4)
     assert await socket.request({"type": "ping", "id": 5}) == {"type": "pong", "id": 5}
+    await sessions.flush()  # the row is written in the background
     row = await Connection.objects.aget(session_id=welcome["session"])
     assert row.refresh_count == 0 and row.token_expires_at.timestamp() == welcome["expires_at"]
 
@@ -191,6 +198,7 @@ async def test_refresh_with_a_bad_token_changes_nothing(connect, user, bad):
     reply = await socket.request({"type": "refresh", "token": token, "id": 4})
     assert (reply["type"], reply["code"], reply["id"]) == ("error", "unauthorized", 4)
     assert await socket.request({"type": "ping", "id": 5}) == {"type": "pong", "id": 5}
+    await sessions.flush()  # the row is written in the background
     row = await Connection.objects.aget(session_id=welcome["session"])
     assert row.refresh_count == 0
 

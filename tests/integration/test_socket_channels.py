@@ -297,19 +297,20 @@ async def test_lost_history_ends_the_subscription_with_insufficient_state(backen
     assert again["recovered"] is False and again["offset"] == 1
 
 
-async def test_unavailable_when_redis_is_down(login, redis_prefix):
+async def test_unavailable_when_redis_is_down(login, redis_url, redis_prefix):
     reset_engines()
-    with override_settings(REDIS_URL="redis://127.0.0.1:1/0", REDIS_PREFIX=redis_prefix):
-        ann = await login()
-        for frame in (
-            {"type": "subscribe", "channel": "public:a"},
-            {"type": "publish", "channel": "public:a", "data": 1},
-            {"type": "history", "channel": "public:a"},
-            {"type": "presence", "channel": "public:a"},
-        ):
-            reply = await ann.request({**frame, "id": 5})
-            assert (reply["code"], reply["id"]) == ("unavailable", 5), reply
-        assert await ann.request({"type": "ping", "id": 6}) == {"type": "pong", "id": 6}
+    with override_settings(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix):
+        ann = await login()  # admitted while Redis is up (its connection slot is counted there)
+        with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):  # then Redis goes away
+            for frame in (
+                {"type": "subscribe", "channel": "public:a"},
+                {"type": "publish", "channel": "public:a", "data": 1},
+                {"type": "history", "channel": "public:a"},
+                {"type": "presence", "channel": "public:a"},
+            ):
+                reply = await ann.request({**frame, "id": 5})
+                assert (reply["code"], reply["id"]) == ("unavailable", 5), reply
+            assert await ann.request({"type": "ping", "id": 6}) == {"type": "pong", "id": 6}
     reset_engines()
 
 

@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from realtime import handlers, protocol
+from realtime import handlers, protocol, sessions
 from realtime.consumers import SocketState
 from realtime.live import LIVE
 from realtime.models import Connection
@@ -146,6 +146,7 @@ async def test_connection_limit_per_user(authed, connect, user):
     await first.close()
     fourth = await authed()
     assert fourth.welcome["type"] == "welcome"
+    await sessions.flush()  # the row is written in the background
     assert await Connection.objects.filter(close_code=4529).acount() == 1
 
 
@@ -264,3 +265,4 @@ async def test_the_close_is_recorded_even_when_the_channel_layer_fails_while_the
     row = await Connection.objects.aget(session_id=socket.welcome["session"])
     assert (row.close_code, row.close_reason) == (4000, "client_closed")
     assert "could not leave" in caplog.text
+

@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from realtime import presence, resume
+from realtime import presence, resume, sessions
 from realtime.engine import reset_engines
 from realtime.models import Connection, Room
 from realtime.publish import publish
@@ -56,6 +56,7 @@ async def test_resume_restores_subscriptions_with_the_missed_publications(backen
     assert restored == {"public:r": [2, 3], f"user:{ann.user.pk}": ["private"]}
     await publish("public:r", 4)
     assert (await again.recv_type("message"))["offset"] == 4
+    await sessions.flush()  # the row is written in the background
     rows = [row async for row in Connection.objects.filter(session_id=welcome["session"]).order_by("pk")]
     assert [row.resumed for row in rows] == [False, True]
 

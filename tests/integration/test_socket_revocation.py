@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from realtime import sessions
 from realtime.control import disconnect_channels, disconnect_user
 from realtime.models import Connection
 from realtime.protocol import CloseCode
@@ -90,6 +91,7 @@ async def test_unrelated_saves_do_not_disconnect(connect, user):
 async def test_admin_events_reach_the_socket_by_its_channel_name(connect, user, code, reason):
     socket = await open_authed(connect, user)
     other = await open_authed(connect, user)
+    await sessions.flush()  # the row is written in the background
     row = await Connection.objects.aget(session_id=socket.welcome["session"])
     assert await disconnect_channels([row.channel_name], code) == 1
     frame = await socket.expect_disconnect(int(code), reason)

@@ -1,0 +1,57 @@
+"""The per-user connection limit (MAX_CONNECTIONS_PER_USER), counted in the engine, not the database.
+
+Every authenticated socket holds a *slot*: an entry under its user in the engine
+(Redis: a sorted set of slot -> expiry, by Redis's clock), named by the socket's
+channel name, which is unique per socket (a session id is not: a resume takes a
+session over while the old socket may still be closing). `admit` takes a slot in one
+atomic step, dropping lapsed ones first, when the user holds fewer than the limit;
+so two sockets authenticating at once, in any order, cannot both take the last one.
+`release` gives it back at close. The node's beat renews this process's slots
+(`touch_local`); the slots of a process that died lapse after three beats, so only
+live sockets count (PROTOCOL section 8).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from .conf import realtime_settings
+from .engine import get_engine
+
+# The slots this process's live sockets hold: slot (channel name) -> user id, for the beat.
+LOCAL: dict[str, str] = {}
+
+
+def ttl() -> float:
+    """How long a slot lasts without its process renewing it: three beats (as a node's liveness)."""
+    return 3 * realtime_settings.NODE_HEARTBEAT
+
+
+async def admit(user_id: Any, slot: str) -> bool:
+    """Take a slot for the socket `slot` of this user; False when the user is at the limit.
+
+    A failure of the engine is raised (the caller answers `unavailable`) and holds no slot here.
+    """
+    user = str(user_id)
+    admitted = await get_engine().slot_admit(user, slot, limit=realtime_settings.MAX_CONNECTIONS_PER_USER, ttl=ttl())
+    if admitted:  # (a socket cancelled during the await holds none here: its slot lapses in the engine)
+        LOCAL[slot] = user
+    return admitted
+
+
+async def release(slot: str) -> None:
+    """The socket is gone: stop renewing its slot and give it back (a failure: it lapses on its own)."""
+    user = LOCAL.pop(slot, None)
+    if user is not None:
+        await get_engine().slot_release(user, slot)
+
+
+async def touch_local() -> None:
+    """The node's beat: renew the slots of this process's live sockets, in one batch."""
+    if not LOCAL:
+        return
+    by_user: dict[str, list[str]] = defaultdict(list)
+    for slot, user in LOCAL.items():
+        by_user[user].append(slot)
+    await get_engine().slot_touch(dict(by_user), ttl=ttl())

@@ -1,0 +1,25 @@
+"""Waiting for session rows that a server process writes (in the background, so a moment after `welcome`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from realtime.models import Connection
+
+POLL = 0.05  # seconds between database polls
+POLL_LIMIT = 30.0  # a bound on waiting, far above what the timers promise; never a measurement
+
+
+async def poll_rows(predicate, session_ids: list[str], limit: float = POLL_LIMIT) -> list[Connection]:
+    """Poll the database until `predicate(rows)` holds for these sessions' rows; fail after `limit` s."""
+    deadline = time.monotonic() + limit
+    while True:
+        rows = [row async for row in Connection.objects.filter(session_id__in=session_ids).order_by("pk")]
+        if len(rows) == len(session_ids) and predicate(rows):
+            return rows
+        if time.monotonic() > deadline:
+            pytest.fail(f"rows never reached the expected state within {limit} s: {[vars(r) for r in rows]}")
+        await asyncio.sleep(POLL)
