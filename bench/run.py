@@ -447,7 +447,9 @@ class Bench:
             database = self.workdir / f"{name}.sqlite3"
             shutil.copyfile(self.template, database)
             database_url = f"sqlite:///{database}"
-        prefix = f"bench-{self.stamp}-{name}"
+        # Unique per run (two runs may start in the same second): runs sharing a Redis must not share
+        # keys, connection slots or fan-out channels.
+        prefix = f"bench-{self.stamp}-{os.getpid()}-{name}"
         env = target_env(target, database_url=database_url, redis_url=self.redis_url, prefix=prefix,
                          secret=self.secret)  # fmt: skip
         server = BenchServer(target, env, self.logs / f"{name}.log")

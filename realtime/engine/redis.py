@@ -19,7 +19,8 @@ Per channel (all keys from `RedisEngine.key`):
   MAX_CONNECTIONS_PER_USER. Admitting prunes lapsed slots and adds one under the limit in
   one script; each process renews its sockets' slots every NODE_HEARTBEAT, so the slots
   of a process that died lapse after three beats.
-- `<prefix>:f:<channel>` pub/sub channel: the fan-out events of the channel (each publication,
+- `<prefix>:f<db>:<channel>` pub/sub channel (`<db>` the database number: pub/sub is
+  server-wide): the fan-out events of the channel (each publication,
   sent by the same script that stores it, and presence changes), which each process hears
   once on its own listener connection (`RedisListener`, client name `<prefix>:fanout`) for
   the channels it serves.
@@ -283,6 +284,7 @@ class RedisEngine(Engine):
     def __init__(self, url: str, prefix: str = "rt") -> None:
         self.prefix = prefix
         self.redis = aioredis.Redis.from_pool(bounded_pool(url))
+        self.db = int(self.redis.connection_pool.connection_kwargs.get("db") or 0)
         self._publish = self.redis.register_script(PUBLISH)
         self._read = self.redis.register_script(READ)
         self._presence_add = self.redis.register_script(PRESENCE_ADD)
@@ -315,8 +317,13 @@ class RedisEngine(Engine):
     # ---------------------------------------------------------------- fan-out
 
     def fanout_key(self, channel: str) -> str:
-        """The Redis pub/sub channel of a channel's fan-out events."""
-        return self.key("f", channel)
+        """The Redis pub/sub channel of a channel's fan-out events.
+
+        Pub/sub channels are server-wide, not per database: the database number is part of
+        the name, so deployments that share a Redis server on different databases (with the
+        same REDIS_PREFIX) never hear each other's publications.
+        """
+        return self.key(f"f{self.db}", channel)
 
     async def broadcast(self, channel: str, event: str) -> None:
         await self.redis.publish(self.fanout_key(channel), event)

@@ -134,3 +134,23 @@ async def test_a_subscribe_while_redis_is_unreachable_fails_at_once():
         with pytest.raises(redis.ConnectionError):
             await listener.subscribe("public:x")
     await engine.close()
+
+
+async def test_the_same_prefix_on_another_database_hears_nothing(redis_url, redis_prefix):
+    """Pub/sub is server-wide in Redis: two deployments on databases 0 and 1 must not cross."""
+    other_url = redis_url.rsplit("/", 1)[0] + "/" + ("1" if not redis_url.endswith("/1") else "2")
+    mine, other = RedisEngine(redis_url, redis_prefix), RedisEngine(other_url, redis_prefix)
+    heard, overheard = Heard(), Heard()
+    listener = mine.listener(heard.on_event, heard.on_resubscribed)
+    eavesdropper = other.listener(overheard.on_event, overheard.on_resubscribed)
+    await listener.subscribe("public:db")
+    await eavesdropper.subscribe("public:db")
+    await eavesdropper.subscribe("public:marker")
+    await publish(mine, "public:db", "mine")
+    await publish(other, "public:marker", "after")  # the other side hears this after anything sent before
+    await heard.until(lambda: heard.events)
+    await overheard.until(lambda: overheard.events)
+    assert [channel for channel, _ in heard.events] == ["public:db"]
+    assert [channel for channel, _ in overheard.events] == ["public:marker"]
+    await mine.close()
+    await other.close()
