@@ -3,7 +3,8 @@
 Frames are parsed by `realtime.protocol`, handled by the functions in
 `realtime.handlers` (chosen from an explicit table), and every error goes
 through `handle_error`, the one exception-to-frame path. Timers (auth timeout,
-heartbeat, token expiry) live in one watchdog task per connection.
+heartbeat, token expiry) are one timer per connection in the event loop's heap
+(`_tick`), not a task.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class SocketState(enum.Enum):
 class RealtimeConsumer(AsyncConsumer):
     """One socket session of the protocol in docs/protocol.md."""
 
-    # Events this consumer accepts, from the server and from the channel layer.
+    # Events this consumer accepts, from the server and from the channel layer (control events
+    # only: publications and presence come from the process's hub, realtime.fanout).
     # An explicit table: Channels' default getattr dispatch is not used.
     EVENTS = {
         "websocket.connect": "on_connect",
@@ -68,11 +70,12 @@ class RealtimeConsumer(AsyncConsumer):
         self.close_reason = ""
         self.row: sessions.SessionRow | None = None  # the session row (written by the background writer)
         self.outbox: Outbox | None = None
-        self.watchdog: asyncio.Task | None = None
-        self._watch_wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the next deadline check (`_tick`)
         # Timers and limits, set when the socket is accepted (on the server's event loop).
         self.clock = time.monotonic
         self.last_received = self.next_ping = self.auth_deadline = 0.0
+        self.silence = 0.0  # HEARTBEAT + HEARTBEAT_TIMEOUT: a client quiet that long is gone (4004)
         self.expiring_at: float | None = None
         self.expiry_deadline: float | None = None
         self.bucket: TokenBucket | None = None
@@ -115,8 +118,9 @@ class RealtimeConsumer(AsyncConsumer):
     async def on_connect(self, message: dict[str, Any]) -> None:
         """Accept, start the timers, and authenticate from the handshake when it carried credentials."""
         settings = self.settings
-        loop = asyncio.get_running_loop()
-        self.clock = loop.time
+        self._loop = asyncio.get_running_loop()
+        self.clock = self._loop.time
+        self.silence = settings["HEARTBEAT"] + settings["HEARTBEAT_TIMEOUT"]
         now = self.clock()
         self.last_received = now
         self.next_ping = now + settings["HEARTBEAT"]
@@ -132,7 +136,7 @@ class RealtimeConsumer(AsyncConsumer):
         await self.base_send({"type": "websocket.accept"})
         self.state = SocketState.OPEN
         self.outbox.start()
-        self.watchdog = asyncio.ensure_future(self._watch())
+        self._rearm()
         await self._guard(None, self._authenticate_handshake)
 
     async def _authenticate_handshake(self) -> None:
@@ -264,7 +268,7 @@ class RealtimeConsumer(AsyncConsumer):
             if self.state is SocketState.AUTHENTICATING:
                 self.state = SocketState.OPEN
                 self.auth_deadline = self.clock() + self.settings["AUTH_TIMEOUT"]
-                self._wake_watchdog()
+                self._rearm()
             raise
         if not admitted:
             sessions.open_row(session_id=self.session_id, refused=CloseCode.TOO_MANY_CONNECTIONS, **row)
@@ -313,7 +317,7 @@ class RealtimeConsumer(AsyncConsumer):
             deadline = self.clock() + (expires_at - time.time())
             self.expiry_deadline = deadline
             self.expiring_at = deadline - self.settings["REFRESH_LEAD"]
-        self._wake_watchdog()
+        self._rearm()
 
     def credentials_arrived(self) -> None:
         """An `auth` frame came: from now on its check's outcome decides, not AUTH_TIMEOUT."""
@@ -405,51 +409,63 @@ class RealtimeConsumer(AsyncConsumer):
 
     # ------------------------------------------------------------ timers
 
-    def _wake_watchdog(self) -> None:
-        if self._watch_wakeup is not None:
-            self._watch_wakeup.set()
+    def _rearm(self) -> None:
+        """(Re)schedule the next check at the nearest deadline: one timer in the loop's heap, no task."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.closing or self._loop is None:
+            return
+        deadlines = [self.next_ping, self.last_received + self.silence]
+        if self.state is SocketState.OPEN:
+            deadlines.append(self.auth_deadline)
+        if self.expiring_at is not None:
+            deadlines.append(self.expiring_at)
+        if self.expiry_deadline is not None:
+            deadlines.append(self.expiry_deadline)
+        self._timer = self._loop.call_at(min(deadlines), self._tick)
 
-    async def _watch(self) -> None:
-        """Auth timeout, heartbeat pings, silence timeout, token expiry: one task, one sleep at a time."""
-        self._watch_wakeup = asyncio.Event()
-        settings = self.settings
-        silence = settings["HEARTBEAT"] + settings["HEARTBEAT_TIMEOUT"]
-        while not self.closing:
-            now = self.clock()
-            try:
-                # Only while no credentials have arrived: once they are being checked (the
-                # database thread may be busy in a reconnect storm) the check's outcome decides.
-                if self.state is SocketState.OPEN and now >= self.auth_deadline:
-                    raise Disconnect(CloseCode.UNAUTHORIZED, "auth_timeout")
-                if now - self.last_received >= silence:
-                    raise Disconnect(CloseCode.HEARTBEAT_TIMEOUT)
-                if self.expiry_deadline is not None and now >= self.expiry_deadline:
-                    raise Disconnect(CloseCode.TOKEN_EXPIRED)
-            except Disconnect as exc:
-                await self.close_with(exc.code, exc.reason)
-                return
-            if self.expiring_at is not None and now >= self.expiring_at:
-                self.expiring_at = None
-                self.send_frame(protocol.expiring(self.expires_at))
-            if now >= self.next_ping:
-                self.next_ping = now + settings["HEARTBEAT"]
-                self.send_frame(protocol.ping())
-                self.ping_sent_at = now
-            deadlines = [self.next_ping, self.last_received + silence]
-            if self.state is SocketState.OPEN:
-                deadlines.append(self.auth_deadline)
-            if self.expiring_at is not None:
-                deadlines.append(self.expiring_at)
-            if self.expiry_deadline is not None:
-                deadlines.append(self.expiry_deadline)
-            self._watch_wakeup.clear()
-            try:
-                await asyncio.wait_for(self._watch_wakeup.wait(), max(0.0, min(deadlines) - self.clock()))
-            except TimeoutError:
-                pass
+    def _tick(self) -> None:
+        """Auth timeout, heartbeat pings, silence timeout, `expiring`, token expiry, at their deadlines.
+
+        Called by the event loop's timer (asyncio keeps every socket's next deadline in one
+        heap: a timer wheel for the whole process) instead of a task sleeping per socket. A
+        frame received moves no timer: silence is measured here, from `last_received`.
+        """
+        self._timer = None
+        if self.closing:
+            return
+        try:
+            self._check_deadlines()
+        except Exception:  # a loop callback: nothing above would see it, and the timer would stop
+            logger.exception("deadline check failed on %s", self.session_id)
+            self._close_now(CloseCode.INTERNAL_ERROR, None, drop_queued=False)
+
+    def _check_deadlines(self) -> None:
+        now = self.clock()
+        # Only while no credentials have arrived: once they are being checked (the database
+        # thread may be busy in a reconnect storm) the check's outcome decides.
+        if self.state is SocketState.OPEN and now >= self.auth_deadline:
+            self._close_now(CloseCode.UNAUTHORIZED, "auth_timeout", drop_queued=False)
+            return
+        if now - self.last_received >= self.silence:
+            self._close_now(CloseCode.HEARTBEAT_TIMEOUT, None, drop_queued=False)
+            return
+        if self.expiry_deadline is not None and now >= self.expiry_deadline:
+            self._close_now(CloseCode.TOKEN_EXPIRED, None, drop_queued=False)
+            return
+        if self.expiring_at is not None and now >= self.expiring_at:
+            self.expiring_at = None
+            self.send_frame(protocol.expiring(self.expires_at))
+        if now >= self.next_ping:
+            self.next_ping = now + self.settings["HEARTBEAT"]
+            self.send_frame(protocol.ping())
+            self.ping_sent_at = now
+        self._rearm()
 
     def _stop_tasks(self) -> None:
-        if self.watchdog is not None and not self.watchdog.done():
-            self.watchdog.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.outbox is not None:
             self.outbox.stop()

@@ -266,3 +266,27 @@ async def test_the_close_is_recorded_even_when_the_channel_layer_fails_while_the
     assert (row.close_code, row.close_reason) == (4000, "client_closed")
     assert "could not leave" in caplog.text
 
+
+@override_settings(REALTIME={"HEARTBEAT": 0.5, "HEARTBEAT_TIMEOUT": 5})
+async def test_an_idle_socket_holds_a_timer_and_no_task_of_its_own(authed):
+    """Deadlines are one timer per socket in the loop's heap, and the outbox writer runs only to send."""
+    before = set(LIVE)
+    sockets = [await authed() for _ in range(3)]
+    for socket in sockets:
+        await socket.request({"type": "subscribe", "id": 1, "channel": "public:idle"})
+    consumers = set(LIVE) - before
+    assert len(consumers) == 3
+    # Until no writer runs (the replies went out; a heartbeat may start one meanwhile), then look
+    # at once, with no await in between.
+    while writing := [c for c in consumers if c.outbox._writer is not None and not c.outbox._writer.done()]:
+        await writing[0].outbox.drain()
+    for consumer in consumers:
+        assert isinstance(consumer._timer, asyncio.TimerHandle) and not consumer._timer.cancelled()
+    ours = [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "").startswith(("Outbox.", "RealtimeConsumer.", "Subscriptions."))
+    ]
+    assert ours == []
+    for socket in sockets:  # and the timer still does its work: the next heartbeat ping comes
+        assert (await socket.recv_type("ping")) == {"type": "ping"}

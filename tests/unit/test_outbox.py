@@ -96,3 +96,37 @@ async def test_a_failing_transport_stops_the_writer():
     outbox.start()
     await outbox.drain()
     assert isinstance(outbox.failed, OSError)
+
+
+async def test_an_idle_outbox_holds_no_task_and_starts_one_for_the_next_frame():
+    receiver = Receiver()
+    outbox = Outbox(receiver, limit=1000)
+    outbox.put_text("queued before accept")
+    assert outbox._writer is None  # nothing is sent before `start`
+    outbox.start()
+    await receiver.wait_for(1)
+    await outbox.drain()
+    assert outbox._writer.done()  # idle: no task waiting
+    receiver.reading.clear()  # the client stops reading: the next writer waits in `send`
+    outbox.put_text("a")
+    outbox.put_text("b")  # taken by the running writer, not a second one
+    writer = outbox._writer
+    assert not writer.done()
+    receiver.reading.set()
+    await receiver.wait_for(3)
+    await outbox.drain()
+    assert outbox._writer is writer and writer.done()
+    assert [m["text"] for m in receiver.messages] == ["queued before accept", "a", "b"]
+
+
+async def test_after_a_failed_send_nothing_more_is_tried():
+    async def broken(message):
+        raise OSError("the transport is gone")
+
+    outbox = Outbox(broken, limit=1000)
+    outbox.start()
+    outbox.put_text("x")
+    await outbox.drain()
+    assert isinstance(outbox.failed, OSError)
+    outbox.put_text("y")
+    assert outbox._writer.done() and outbox.queued_bytes == 0  # dropped: the disconnect event follows
