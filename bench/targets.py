@@ -99,7 +99,7 @@ class BenchServer(DaphneServer):
     def _uvicorn(app: str, port: str) -> list[str]:
         return [
             sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", port,
-            "--lifespan", "off", "--log-level", "warning", "--no-access-log", "--ws", "websockets-sansio",
+            "--lifespan", "on", "--log-level", "warning", "--no-access-log", "--ws", "websockets-sansio",
         ]  # fmt: skip
 
     def start(self, *, same_port: bool = False) -> BenchServer:

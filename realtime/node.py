@@ -374,11 +374,33 @@ def install_shutdown_hook() -> bool:
 
 
 class NodeMiddleware:
-    """ASGI middleware: registers this process as a node on its first HTTP request or WebSocket connect."""
+    """ASGI middleware: registers this process as a node on its first HTTP request or WebSocket connect.
+
+    It also answers the ASGI lifespan protocol (uvicorn, hypercorn; daphne has none and uses
+    the Twisted trigger above): the node registers at start-up, and at shutdown, which
+    uvicorn sends once its sockets are closed (1012) and their consumers have ended,
+    `shutdown()` retires it, so its rows are closed at once rather than by a cleanup.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
         await ensure_started()
         return await self.app(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await ensure_started()  # logs, never raises: a database down at start registers later
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await asyncio.wait_for(shutdown(), SHUTDOWN_TIMEOUT)
+                except Exception:
+                    logger.exception("realtime node %s: shutdown failed; the cleanup will close its rows", node_name())
+                await send({"type": "lifespan.shutdown.complete"})
+                return

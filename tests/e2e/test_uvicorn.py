@@ -1,10 +1,11 @@
 """The same application under uvicorn, the other supported ASGI server (daphne is the first).
 
 What must hold under both: authentication, delivery in order, the session rows, resume
-on another process after a kill -9, and a stop that clients survive. What differs is
-documented in docs/operations.md: uvicorn has no shutdown hook of ours (its rows are
-closed by a live process's cleanup, as after a crash) and no producer for daphne's
-backpressure (uvicorn's own `send` waits for the transport).
+on another process after a kill -9, and a stop that clients survive and that retires the
+process (its rows closed and its node gone, through the ASGI lifespan shutdown). What
+differs is documented in docs/operations.md: uvicorn closes its sockets itself (1012)
+and has no producer for daphne's backpressure (uvicorn's own `send` waits for the
+transport).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from django.test import override_settings
 from realtime_client import Client
 
 from realtime.engine import reset_engines
-from realtime.models import Connection
+from realtime.models import Connection, Node
 from realtime.publish import publish
 
 WAIT = 30.0  # a bound on waiting for an event, never a measurement
@@ -102,7 +103,13 @@ async def test_a_stopped_uvicorn_process_lets_its_clients_reconnect_and_resume(s
     client.subscribe("public:uvs")
     try:
         await client.connect()
+        first = client.session
         await server.aterminate()
+        # Retired by its lifespan shutdown: the row closed by its consumer, the node gone, nothing
+        # left for a cleanup (there is no other process here to run one).
+        row = await Connection.objects.aget(session_id=first, resumed=False)
+        assert row.closed_at is not None and row.close_code in (1001, 1012), (row.close_code, row.close_reason)
+        assert not await Node.objects.filter(name=row.node).aexists()
         server.start(same_port=True)
         await server.wait_ready()
         await asyncio.wait_for(back.wait(), WAIT)
