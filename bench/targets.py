@@ -100,6 +100,9 @@ class BenchServer(DaphneServer):
         return [
             sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", port,
             "--lifespan", "on", "--log-level", "warning", "--no-access-log", "--ws", "websockets-sansio",
+            # Both applications have a heartbeat of their own (ours; engine.io's): uvicorn's WebSocket
+            # keepalive duplicates it and, under overload, closed sockets with 1011 (docs/operations.md).
+            "--ws-ping-interval", "0",
         ]  # fmt: skip
 
     def start(self, *, same_port: bool = False) -> BenchServer:

@@ -313,3 +313,16 @@ def test_a_revocation_rejects_older_tokens_only(user):
     with pytest.raises(InvalidCredentials, match="revoked"):
         user_for_token(old)
     assert user_for_token(validate_access_token(token_for(user))) == user
+
+
+async def test_the_stack_hands_send_through_untouched_and_the_session_is_only_read(session_cookie):
+    """No wrapper per outgoing message (Channels' SessionMiddleware checks the session on each)."""
+    seen = {}
+
+    async def inner(scope, receive, send):
+        seen.update(send=send, session=scope["session"])
+
+    scope = {"type": "websocket", "path": "/ws/", "headers": [session_cookie, ALLOWED_ORIGIN], "query_string": b""}
+    await JWTAuthMiddlewareStack(inner)(scope, never_receive, never_send)
+    assert seen["send"] is never_send
+    assert seen["session"].session_key and not seen["session"].modified
