@@ -242,7 +242,8 @@ class UvicornServer(DaphneServer):
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", HOST, "--port", str(self.port),
-            "--ws", "websockets-sansio", "--lifespan", "on", "--ws-ping-interval", "0", "--log-level", "info", *self.args,
+            "--ws", "websockets-sansio", "--lifespan", "on", "--ws-ping-interval", "0",
+            "--log-level", "info", *self.args,
         ]  # fmt: skip
 
 
