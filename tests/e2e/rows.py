@@ -23,3 +23,15 @@ async def poll_rows(predicate, session_ids: list[str], limit: float = POLL_LIMIT
         if time.monotonic() > deadline:
             pytest.fail(f"rows never reached the expected state within {limit} s: {[vars(r) for r in rows]}")
         await asyncio.sleep(POLL)
+
+
+async def poll_queryset(predicate, queryset, limit: float = POLL_LIMIT) -> list[Connection]:
+    """Poll the database until `predicate(rows)` holds for the rows of `queryset`; fail after `limit` s."""
+    deadline = time.monotonic() + limit
+    while True:
+        rows = [row async for row in queryset.order_by("pk")]
+        if predicate(rows):
+            return rows
+        if time.monotonic() > deadline:
+            pytest.fail(f"rows never reached the expected state within {limit} s: {[vars(r) for r in rows]}")
+        await asyncio.sleep(POLL)
