@@ -4,7 +4,9 @@ JWT access tokens are stateless: blacklisting the refresh token at logout does n
 stop an access token already handed out, which could reconnect a socket until it
 expires. So each revocation (logout, deactivation, a password change) stores a
 time, and every access token issued before it is rejected, by the socket
-(`accounts.tokens`) and the HTTP API (`accounts.authentication`) alike.
+(`accounts.tokens`), the HTTP API (`accounts.authentication`) and token verify alike.
+A password change, a deactivation and a logout with `all` also store a time for the
+refresh tokens, which `token/refresh/` then refuses (`accounts.views`).
 """
 
 from __future__ import annotations
@@ -27,35 +29,50 @@ if TYPE_CHECKING:
 
 
 class CredentialState(models.Model):
-    """When the user's credentials were last revoked (one row per user, made on first revocation)."""
+    """When the user's credentials were last revoked (one row per user, made on first revocation).
+
+    `revoked_at` ends the access tokens issued before it (every revocation, a logout
+    too); `refresh_revoked_at` the refresh tokens (a password change, a deactivation, a
+    logout with `all`: what must end every session, not one device's).
+    """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="credential_state"
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
+    refresh_revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"credentials of user {self.user_id} revoked at {self.revoked_at}"
 
     def revokes(self, issued_at: int | None, issued_at_us: int | None = None) -> bool:
-        """Whether a token with this `iat` (Unix seconds) and `iat_us` (microseconds, if any) is revoked."""
-        # `iat` has whole seconds: with a revocation at 12.5 s, a token issued at 12.3 s
-        # and one issued at 12.9 s both carry iat=12. So a token from an earlier second
-        # is revoked, one from a later second is not, and in the revocation's own second
-        # only a token stamped to the microsecond (`iat_us`, which the token endpoints
-        # add: accounts.tokens.PreciseAccessToken) can show it came after; one without
-        # the stamp is revoked. Thus a user who logs out and straight back in gets a
-        # working token, and no token issued before a revocation survives it. Token
-        # issuers and this check must share a clock (NTP) for that to hold.
-        if self.revoked_at is None:
-            return False
-        if issued_at is None:
-            return True  # no `iat`: nothing shows it came after the revocation
-        revoked_us = unix_microseconds(self.revoked_at)
-        revoked_second = revoked_us // 1_000_000
-        if issued_at != revoked_second:
-            return issued_at < revoked_second
-        return issued_at_us is None or issued_at_us <= revoked_us
+        """Whether an access token with this `iat` (Unix seconds) and `iat_us` (microseconds) is revoked."""
+        return issued_before(self.revoked_at, issued_at, issued_at_us)
+
+    def revokes_refresh(self, issued_at: int | None, issued_at_us: int | None = None) -> bool:
+        """Whether a refresh token with this `iat` and `iat_us` is revoked."""
+        return issued_before(self.refresh_revoked_at, issued_at, issued_at_us)
+
+
+def issued_before(revoked_at: datetime | None, issued_at: int | None, issued_at_us: int | None = None) -> bool:
+    """Whether a token with this `iat` (Unix seconds) and `iat_us` (microseconds, if any) predates `revoked_at`."""
+    # `iat` has whole seconds: with a revocation at 12.5 s, a token issued at 12.3 s
+    # and one issued at 12.9 s both carry iat=12. So a token from an earlier second
+    # is revoked, one from a later second is not, and in the revocation's own second
+    # only a token stamped to the microsecond (`iat_us`, which the token endpoints
+    # add: accounts.tokens.PreciseAccessToken and PreciseRefreshToken) can show it came after; one without
+    # the stamp is revoked. Thus a user who logs out and straight back in gets a
+    # working token, and no token issued before a revocation survives it. Token
+    # issuers and this check must share a clock (NTP) for that to hold.
+    if revoked_at is None:
+        return False
+    if issued_at is None:
+        return True  # no `iat`: nothing shows it came after the revocation
+    revoked_us = unix_microseconds(revoked_at)
+    revoked_second = revoked_us // 1_000_000
+    if issued_at != revoked_second:
+        return issued_at < revoked_second
+    return issued_at_us is None or issued_at_us <= revoked_us
 
 
 def unix_microseconds(moment: datetime) -> int:
@@ -63,10 +80,19 @@ def unix_microseconds(moment: datetime) -> int:
     return calendar.timegm(moment.utctimetuple()) * 1_000_000 + moment.microsecond
 
 
-def revoke_credentials(user: AbstractBaseUser, reason: str) -> None:
-    """Reject every access token of `user` issued until now; announce it once the transaction commits."""
+def revoke_credentials(user: AbstractBaseUser, reason: str, *, refresh: bool | None = None) -> None:
+    """Reject every access token of `user` issued until now; announce it once the transaction commits.
+
+    `refresh` (by default: for every reason but a logout of one device) rejects the
+    refresh tokens issued until now too, so no session of the user can mint new access
+    tokens: a password change ends them all, and rotation cannot extend one past it.
+    """
     _check_reason(reason)
-    CredentialState.objects.update_or_create(user=user, defaults={"revoked_at": timezone.now()})
+    if refresh is None:
+        refresh = reason != "logout"
+    now = timezone.now()
+    changes = {"revoked_at": now, **({"refresh_revoked_at": now} if refresh else {})}
+    CredentialState.objects.update_or_create(user=user, defaults=changes)
     announce_revocation(user, reason)
 
 

@@ -68,8 +68,8 @@ class Authenticated:
         return cls(user=user, expires_at=int(token["exp"]), issued_at=issued_at(token))
 
 
-class PreciseAccessToken(AccessToken):
-    """simplejwt's access token, also stamped with its issue time to the microsecond (`iat_us`)."""
+class _Precise:
+    """Stamps a token with its issue time to the microsecond (`iat_us`) as well as `iat`."""
 
     def set_iat(self, claim: str = "iat", at_time: datetime | None = None) -> None:
         """Set `iat`, and `iat_us` from the same moment."""
@@ -78,11 +78,15 @@ class PreciseAccessToken(AccessToken):
             self.payload[ISSUED_AT_US_CLAIM] = unix_microseconds(at_time or self.current_time)
 
 
-class PreciseRefreshToken(RefreshToken):
-    """simplejwt's refresh token, issuing `PreciseAccessToken`s (each with its own `iat_us`)."""
+class PreciseAccessToken(_Precise, AccessToken):
+    """simplejwt's access token, also stamped with its issue time to the microsecond (`iat_us`)."""
+
+
+class PreciseRefreshToken(_Precise, RefreshToken):
+    """simplejwt's refresh token, stamped likewise (also when rotated), issuing `PreciseAccessToken`s."""
 
     access_token_class = PreciseAccessToken
-    # A stamp on a refresh token (there is none by default) must never overwrite the access token's own.
+    # The refresh token's own stamp must never overwrite the access token's.
     no_copy_claims = (*RefreshToken.no_copy_claims, ISSUED_AT_US_CLAIM)
 
 
@@ -131,6 +135,19 @@ def check_user(user: AbstractBaseUser, token: Token) -> None:
     state = getattr(user, "credential_state", None)
     if state is not None and state.revokes(issued_at(token), issued_at_us(token)):
         raise InvalidCredentials("The token was revoked.")
+
+
+def check_refresh_token(token: Token) -> None:
+    """Raise InvalidCredentials if the refresh token's user revoked their sessions after it was issued.
+
+    One query (the user's revocation state); a token of a user without one passes here
+    (simplejwt checks the user itself when it rotates).
+    """
+    from .models import CredentialState
+
+    state = CredentialState.objects.filter(user_id=user_id_of(token)).first()
+    if state is not None and state.revokes_refresh(issued_at(token), issued_at_us(token)):
+        raise InvalidCredentials("The refresh token was revoked.")
 
 
 def issued_at(token: Token) -> int | None:

@@ -21,7 +21,14 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from .errors import APIError
 from .models import revoke_credentials
-from .tokens import PreciseRefreshToken
+from .tokens import (
+    CredentialsError,
+    InvalidCredentials,
+    PreciseRefreshToken,
+    check_refresh_token,
+    user_for_token,
+    validate_access_token,
+)
 
 
 class _Unauthenticated:
@@ -43,7 +50,14 @@ class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
     token_class = PreciseRefreshToken
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
-        """Rotate the refresh token; one of a deleted user is refused like an inactive user's."""
+        """Rotate the refresh token; a revoked one (password changed, deactivated, logout with `all`)
+        is a 401, and one of a deleted user is refused like an inactive user's."""
+        try:
+            check_refresh_token(self.token_class(attrs["refresh"]))
+        except TokenError as exc:
+            raise InvalidToken(str(exc)) from exc
+        except InvalidCredentials as exc:
+            raise InvalidToken(str(exc)) from exc
         try:
             return super().validate(attrs)
         except get_user_model().DoesNotExist as exc:
@@ -65,8 +79,27 @@ class TokenRefreshView(_Unauthenticated, jwt_views.TokenRefreshView):
     serializer_class = TokenRefreshSerializer
 
 
-class TokenVerifyView(_Unauthenticated, jwt_views.TokenVerifyView):
-    """`{token}` -> 200 `{}` when valid, 401 otherwise."""
+class TokenVerifySerializer(serializers.Serializer):
+    """`{token}`: valid when the socket would accept it (an access token of an active, unrevoked user)."""
+
+    token = serializers.CharField(write_only=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            user_for_token(validate_access_token(attrs["token"]))
+        except CredentialsError as exc:
+            raise InvalidToken(str(exc)) from exc
+        return {}
+
+
+class TokenVerifyView(_Unauthenticated, jwt_views.TokenViewBase):
+    """`{token}` -> 200 `{}` when the token is one the socket and the API accept, 401 otherwise.
+
+    The same pipeline as the socket (`accounts.tokens`): signature, expiry, an *access*
+    token (a refresh token is not), an existing active user, not revoked since.
+    """
+
+    serializer_class = TokenVerifySerializer
 
 
 class LogoutSerializer(serializers.Serializer):
@@ -109,6 +142,7 @@ class LogoutView(APIView):
             if body.validated_data["all"]:
                 for outstanding in OutstandingToken.objects.filter(user=request.user):
                     BlacklistedToken.objects.get_or_create(token=outstanding)
-            revoke_credentials(request.user, "logout")
+            # `all` ends every session, so the refresh tokens too; one device's logout only its own.
+            revoke_credentials(request.user, "logout", refresh=body.validated_data["all"])
         user_logged_out.send(sender=type(request.user), request=request._request, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

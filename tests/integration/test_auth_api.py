@@ -5,11 +5,12 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.signals import user_logged_out
 from rest_framework.settings import api_settings
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.authentication import JWTAuthentication
 from accounts.models import revoke_credentials
-from accounts.tokens import PreciseAccessToken
+from accounts.tokens import PreciseAccessToken, PreciseRefreshToken
 from tests.conftest import PASSWORD, make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -223,7 +224,9 @@ def test_the_endpoints_stamp_access_tokens_to_the_microsecond(api, user):
     for pair in (first, refreshed):
         access = AccessToken(pair["access"])
         assert access["iat_us"] // 1_000_000 == access["iat"]
-    assert "iat_us" not in RefreshToken(refreshed["refresh"])  # only access tokens need it
+    for pair in (first, refreshed):  # refresh tokens too (a revocation of refresh tokens in the same second)
+        refresh = RefreshToken(pair["refresh"], verify=False)  # (the first one is blacklisted by the rotation)
+        assert refresh["iat_us"] // 1_000_000 == refresh["iat"]
     assert AccessToken(refreshed["access"])["iat_us"] > AccessToken(first["access"])["iat_us"]
 
 
@@ -246,3 +249,73 @@ def test_refreshing_a_token_of_a_deleted_user_is_401(api, user):
     response = api.post(REFRESH, {"refresh": refresh}, format="json")
     assert response.status_code == 401
     assert response.json()["code"] == "unauthorized"
+
+
+# ---------------------------------------------------------------- refresh tokens end with the sessions
+
+
+def test_a_password_change_ends_every_refresh_token_and_rotation_cannot_outlive_it(api, user):
+    first = obtain(api).json()
+    rotated = api.post(REFRESH, {"refresh": first["refresh"]}, format="json").json()  # a chain of rotations
+    user.set_password("a new password 9")
+    user.save()
+    for old in (first["refresh"], rotated["refresh"]):
+        response = api.post(REFRESH, {"refresh": old}, format="json")
+        assert response.status_code == 401, response.json()
+        assert response.json()["code"] == "unauthorized"
+    fresh = obtain(api, password="a new password 9").json()  # most likely in the same second
+    assert api.post(REFRESH, {"refresh": fresh["refresh"]}, format="json").status_code == 200
+
+
+def test_a_deactivation_ends_every_refresh_token(api, user):
+    refresh = obtain(api).json()["refresh"]
+    user.is_active = False
+    user.save()
+    assert api.post(REFRESH, {"refresh": refresh}, format="json").status_code == 401
+
+
+def test_a_logout_of_one_device_leaves_the_other_devices_refresh_tokens_working(api, user):
+    phone = obtain(api).json()
+    laptop = obtain(api).json()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {phone['access']}")
+    assert api.post(LOGOUT, {"refresh": phone["refresh"]}, format="json").status_code == 204
+    api.credentials()
+    assert api.post(REFRESH, {"refresh": phone["refresh"]}, format="json").status_code == 401  # blacklisted
+    assert api.post(REFRESH, {"refresh": laptop["refresh"]}, format="json").status_code == 200
+
+
+def test_a_logout_with_all_ends_refresh_tokens_even_ones_it_did_not_blacklist(api, user):
+    phone = obtain(api).json()
+    # A refresh token that is not in the outstanding list (issued by code, not the endpoint).
+    unlisted = str(PreciseRefreshToken.for_user(user))
+    OutstandingToken.objects.filter(jti=RefreshToken(unlisted)["jti"]).delete()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {phone['access']}")
+    assert api.post(LOGOUT, {"refresh": phone["refresh"], "all": True}, format="json").status_code == 204
+    api.credentials()
+    response = api.post(REFRESH, {"refresh": unlisted}, format="json")
+    assert response.status_code == 401 and "revoked" in response.json()["message"], response.json()
+
+
+# ---------------------------------------------------------------- verify applies the socket's checks
+
+
+def test_verify_refuses_what_the_socket_refuses(api, make_user, user):
+    access, refresh = make_tokens(user)
+    assert api.post(VERIFY, {"token": access}, format="json").json() == {}
+    assert api.post(VERIFY, {"token": refresh}, format="json").status_code == 401  # not an access token
+    revoke_credentials(user, "logout")
+    revoked = api.post(VERIFY, {"token": access}, format="json")
+    assert revoked.status_code == 401 and revoked.json()["message"] == "The token was revoked."
+    bob = make_user("bob")
+    bobs, _ = make_tokens(bob)
+    bob.is_active = False
+    bob.save()
+    assert api.post(VERIFY, {"token": bobs}, format="json").status_code == 401
+    carl = make_user("carl")
+    carls, _ = make_tokens(carl)
+    carl.delete()
+    assert api.post(VERIFY, {"token": carls}, format="json").status_code == 401
+    expired = PreciseAccessToken.for_user(user)
+    expired.set_exp(lifetime=-timedelta(seconds=1))
+    assert api.post(VERIFY, {"token": str(expired)}, format="json").status_code == 401
+    assert api.post(VERIFY, {}, format="json").status_code == 400
