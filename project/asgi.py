@@ -15,6 +15,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Set up Django before anything imports models or simplejwt.
 django_asgi_app = get_asgi_application()
 
+import sys  # noqa: E402
+
+from project import devkey  # noqa: E402
+
+# Without SECRET_KEY, serve loopback only: refuse to start on another bind address.
+devkey.check_serving(sys.argv)
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.middleware import JWTAuthMiddlewareStack  # noqa: E402
@@ -24,11 +31,13 @@ from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 daphne_adapter.install()
 
-application = NodeMiddleware(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
-        }
+application = devkey.DevelopmentKeyGuard(
+    NodeMiddleware(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+            }
+        )
     )
 )

@@ -6,6 +6,7 @@ REDIS_URL.
 """
 
 import os
+import secrets
 import tempfile
 import warnings
 from datetime import timedelta
@@ -20,13 +21,39 @@ env = environ.Env()
 
 DEBUG = env.bool("DEBUG", default=True)
 
-_DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"
+
+def _development_key(path: Path) -> str:
+    """This checkout's own random development key: made at first use, kept in `path` (git-ignored, 0600).
+
+    Never a key that is in the repository: with one, anyone could sign a staff JWT for
+    a server started with the defaults.
+    """
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(48)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            return path.read_text().strip()
+        with os.fdopen(descriptor, "w") as file:
+            file.write(key + "\n")
+        return key
+
+
 SECRET_KEY = env.str("SECRET_KEY", default="")
-if not SECRET_KEY:
+# True when no SECRET_KEY was given: the ASGI application then refuses to serve anything but
+# loopback addresses, and with DEBUG off (project.asgi, project.devkey).
+DEVELOPMENT_KEY = not SECRET_KEY
+if DEVELOPMENT_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
-    warnings.warn("SECRET_KEY is not set: using the insecure development key.", stacklevel=1)
-    SECRET_KEY = _DEV_SECRET_KEY
+    _key_file = Path(env.str("DEV_SECRET_KEY_FILE", default=str(BASE_DIR / ".dev-secret-key")))
+    warnings.warn(
+        f"SECRET_KEY is not set: using this checkout's development key ({_key_file}); loopback only.",
+        stacklevel=1,
+    )
+    SECRET_KEY = _development_key(_key_file)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

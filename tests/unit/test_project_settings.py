@@ -37,7 +37,7 @@ def test_embedded_defaults():
     assert values["layer"] == "channels.layers.InMemoryChannelLayer"
     assert values["debug"] is True
     assert values["access"] == 300
-    assert "SECRET_KEY is not set" in result.stderr
+    assert "SECRET_KEY is not set" in result.stderr and "development key" in result.stderr
 
 
 def test_production_environment():
@@ -56,6 +56,25 @@ def test_production_environment():
     assert [host["address"] for host in values["hosts"]] == ["redis://cache.example.com:6379/2"]
     assert values["allowed"] == ["rt.example.com", "api.example.com"]
     assert "SECRET_KEY" not in result.stderr
+
+
+def test_without_a_secret_key_each_checkout_gets_its_own_random_development_key(tmp_path):
+    probe = "import django; from django.conf import settings; django.setup(); print(settings.SECRET_KEY)"
+
+    def key(path):
+        env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG") and k[:9] != "REALTIME_"}
+        env.update(DJANGO_SETTINGS_MODULE="project.settings", DEV_SECRET_KEY_FILE=str(path))
+        command = [sys.executable, "-c", probe]
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "development key" in done.stderr and "loopback only" in done.stderr
+        return done.stdout.strip()
+
+    first = key(tmp_path / "one")
+    assert len(first) >= 60 and key(tmp_path / "one") == first  # kept: sessions and tokens survive restarts
+    assert (tmp_path / "one").stat().st_mode & 0o777 == 0o600
+    assert key(tmp_path / "two") != first  # another checkout: another key
+    assert "dev-insecure" not in first and first not in (ROOT / "project" / "settings.py").read_text()
 
 
 def test_secret_key_required_without_debug():
