@@ -12,28 +12,32 @@ consumer accepts and then closes with 4501 or 4009, so the client learns why.
 The middleware only records ``error``; a bad header or query token never falls
 through to the cookie.
 
+The handshake's ``Host`` must be one of ``ALLOWED_HOSTS`` (as Django requires of an
+HTTP request; with its DEBUG defaults), or the handshake is refused (HTTP 403).
+
 Cross-site WebSocket hijacking: browsers attach cookies to a socket opened by any
 page, and the same-origin policy does not apply to WebSockets, so a foreign page
 could ride a logged-in user's session. The session cookie therefore counts only
-when the handshake carries an ``Origin`` whose host matches ``ALLOWED_HOSTS``
-(Channels' own matching, with its DEBUG defaults). No ``Origin`` (not a browser)
-or a foreign one: the cookie is ignored. A bare ``*`` in ``ALLOWED_HOSTS`` does
-not count here, as it would let every site in; list the hosts to use cookies.
-Tokens work with or without an ``Origin``: a page has to hold the token to send it.
+when the handshake's ``Origin`` is exactly (scheme, host and port) the server's own
+origin (the handshake's scheme and ``Host``) or one of ``CSRF_TRUSTED_ORIGINS``. No
+``Origin`` (not a browser) or another one: the cookie is ignored. Tokens work with
+or without an ``Origin``: a page has to hold the token to send it.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import Any, Literal, TypedDict
-from urllib.parse import ParseResult, parse_qs, urlparse
+from urllib.parse import parse_qs, urlparse
 
-from channels.auth import get_user
+from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+from django.contrib.auth import get_user as get_django_user
 from django.contrib.auth.models import AnonymousUser
 from django.http import parse_cookie
+from django.http.request import split_domain_port, validate_host
 from rest_framework_simplejwt import settings as jwt_settings  # the module: SIMPLE_JWT changes rebind api_settings
 
 from .tokens import Authenticated, ExpiredCredentials, InvalidCredentials, authenticate_token
@@ -59,9 +63,13 @@ class JWTAuthMiddleware(BaseMiddleware):
     """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        """Authenticate the handshake into a copy of the scope, then run the inner app."""
+        """Refuse a handshake for a host not in ALLOWED_HOSTS; authenticate into a copy of the scope."""
         if scope["type"] != "websocket":
             raise ValueError("JWTAuthMiddleware only handles WebSocket connections.")
+        if request_host(scope) is None:
+            # As Django refuses an HTTP request for another host (DNS rebinding, cache poisoning):
+            # closed before accept, which the server answers with HTTP 403.
+            return await WebsocketDenier()(scope, receive, send)
         scope = dict(scope)
         scope["user"], scope["auth"] = await self.authenticate(scope)
         return await self.inner(scope, receive, send)
@@ -81,8 +89,10 @@ class JWTAuthMiddleware(BaseMiddleware):
                 return AnonymousUser(), _auth(method, error="invalid")
             return result.user, _auth(method, result)
         if self.cookie_allowed(scope):
-            user = await get_user(scope)
+            user, expires_at = await session_user(scope["session"])
             if user.is_authenticated:
+                # The socket lives as long as the session: until it expires, or its logout or deletion.
+                scope["django_session"] = DjangoSession(key=scope["session"].session_key, expires_at=expires_at)
                 return user, _auth("cookie", Authenticated(user=user, expires_at=None))
         return AnonymousUser(), _auth(None)
 
@@ -114,13 +124,37 @@ class JWTAuthMiddleware(BaseMiddleware):
         if parse_qs(scope.get("query_string", b"").decode("latin1")).get("auth") == ["frame"]:
             return False
         origin = _header(scope, b"origin")
-        if origin is None:
-            return False
-        try:
-            parsed = urlparse(origin)
-            return _allowed_origin(parsed)
-        except ValueError:  # not a URL at all, say "http://[::1"
-            return False
+        return origin is not None and allowed_origin(scope, origin)
+
+
+class DjangoSession(TypedDict):
+    """``scope["django_session"]`` of a socket the session cookie authenticated."""
+
+    key: str
+    expires_at: float | None  # Unix seconds: the session's own expiry
+
+
+class _SessionRequest:
+    """What `django.contrib.auth.get_user` reads of a request: its session."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+
+@database_sync_to_async
+def session_user(session: Any) -> tuple[Any, float | None]:
+    """The user of a Django session (as `django.contrib.auth.get_user`: the session hash is checked,
+    so a password change logs it out) and the session's expiry, in one trip to the database thread."""
+    user = get_django_user(_SessionRequest(session))
+    if not user.is_authenticated:
+        return user, None
+    expires = None
+    model = getattr(session, "model", None)  # database-backed stores: the stored expiry is the truth
+    if model is not None and session.session_key:
+        expires = model.objects.filter(session_key=session.session_key).values_list("expire_date", flat=True).first()
+    if expires is None:
+        expires = session.get_expiry_date()
+    return user, expires.timestamp()
 
 
 class SocketSessionMiddleware:
@@ -173,10 +207,62 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
-def _allowed_origin(parsed: ParseResult) -> bool:
-    allowed = settings.ALLOWED_HOSTS
+def _allowed_hosts() -> list[str]:
+    allowed = list(settings.ALLOWED_HOSTS)
     if settings.DEBUG and not allowed:
-        # Django's own DEBUG default for an empty ALLOWED_HOSTS (as AllowedHostsOriginValidator does).
-        allowed = ["localhost", "127.0.0.1", "[::1]"]
-    patterns = [host for host in allowed if host != "*"]
-    return OriginValidator(None, patterns).valid_origin(parsed)
+        # Django's own DEBUG default for an empty ALLOWED_HOSTS (HttpRequest.get_host does the same).
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return allowed
+
+
+def request_host(scope: dict[str, Any]) -> str | None:
+    """The handshake's `Host` (lower case, with its port) when ALLOWED_HOSTS allows it, else None."""
+    host = (_header(scope, b"host") or "").strip().lower()
+    domain, _ = split_domain_port(host)
+    if not domain or not validate_host(domain, _allowed_hosts()):
+        return None
+    return host
+
+
+def _scheme(scope: dict[str, Any]) -> str:
+    """The scheme the browser used: wss is https; behind a TLS proxy, as SECURE_PROXY_SSL_HEADER says."""
+    if scope.get("scheme") == "wss":
+        return "https"
+    proxy = settings.SECURE_PROXY_SSL_HEADER
+    if proxy:
+        name, value = proxy
+        header = name.removeprefix("HTTP_").lower().replace("_", "-").encode("latin1")
+        if (_header(scope, header) or "").split(",")[0].strip() == value:
+            return "https"
+    return "http"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_key(scheme: str, host: str, port: int | None) -> tuple[str, str, int]:
+    return scheme, host.lower().strip("[]"), port if port is not None else _DEFAULT_PORTS.get(scheme, 0)
+
+
+def allowed_origin(scope: dict[str, Any], origin: str) -> bool:
+    """Whether `Origin` is exactly (scheme, host, port) this server's own, or one of CSRF_TRUSTED_ORIGINS.
+
+    The server's own origin is the handshake's scheme and `Host`. Like Django's CSRF check,
+    a trusted origin may name subdomains as `https://*.example.com`.
+    """
+    try:
+        parsed = urlparse(origin.strip())
+        key = _origin_key(parsed.scheme.lower(), parsed.hostname or "", parsed.port)
+        own = urlparse(f"{_scheme(scope)}://{request_host(scope) or ''}")
+        if parsed.hostname and key == _origin_key(own.scheme, own.hostname or "", own.port):
+            return True
+        for trusted in settings.CSRF_TRUSTED_ORIGINS:
+            pattern = urlparse(trusted)
+            host = pattern.hostname or ""
+            if pattern.scheme.lower() != key[0] or (pattern.port or _DEFAULT_PORTS.get(key[0])) != key[2]:
+                continue
+            if host.startswith("*.") and key[1].endswith(host[1:]) or key[1] == host:
+                return True
+    except ValueError:  # not a URL at all (say "http://[::1"), or a port out of range
+        return False
+    return False

@@ -23,7 +23,7 @@ from channels.exceptions import StopConsumer
 from . import handlers, metrics, protocol, sessions, slots
 from . import resume as resumption
 from .conf import realtime_settings
-from .control import CHANNEL_END_EVENT, DISCONNECT_EVENT, user_group
+from .control import CHANNEL_END_EVENT, DISCONNECT_EVENT, django_session_group, user_group
 from .exceptions import BadRequest, Disconnect, RateLimited, RealtimeError, Unavailable, backing_service
 from .limits import ErrorWindow, TokenBucket
 from .live import LIVE
@@ -78,6 +78,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.silence = 0.0  # HEARTBEAT + HEARTBEAT_TIMEOUT: a client quiet that long is gone (4004)
         self.expiring_at: float | None = None
         self.expiry_deadline: float | None = None
+        self.session_deadline: float | None = None  # a cookie socket: when its Django session expires
         self.bucket: TokenBucket | None = None
         self.bad_frames: ErrorWindow | None = None
         self.rate_errors: ErrorWindow | None = None
@@ -291,9 +292,16 @@ class RealtimeConsumer(AsyncConsumer):
         )
         self.record.open()
         self.set_expiry(expires_at)
-        group = user_group(user.pk)
-        await self.channel_layer.group_add(group, self.channel_name)
-        self.groups.append(group)
+        groups = [user_group(user.pk)]
+        django_session = self.scope.get("django_session") if method == "cookie" else None
+        if django_session:  # the session cookie: the socket ends with that session (PROTOCOL section 2)
+            groups.append(django_session_group(django_session["key"]))
+            if django_session["expires_at"] is not None:
+                self.session_deadline = self.clock() + (django_session["expires_at"] - time.time())
+                self._rearm()
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups.append(group)
         self.send_frame(
             protocol.welcome(
                 request_id,
@@ -423,6 +431,8 @@ class RealtimeConsumer(AsyncConsumer):
             deadlines.append(self.expiring_at)
         if self.expiry_deadline is not None:
             deadlines.append(self.expiry_deadline)
+        if self.session_deadline is not None:
+            deadlines.append(self.session_deadline)
         self._timer = self._loop.call_at(min(deadlines), self._tick)
 
     def _tick(self) -> None:
@@ -453,6 +463,9 @@ class RealtimeConsumer(AsyncConsumer):
             return
         if self.expiry_deadline is not None and now >= self.expiry_deadline:
             self._close_now(CloseCode.TOKEN_EXPIRED, None, drop_queued=False)
+            return
+        if self.session_deadline is not None and now >= self.session_deadline:
+            self._close_now(CloseCode.FORBIDDEN, "session_expired", drop_queued=False)
             return
         if self.expiring_at is not None and now >= self.expiring_at:
             self.expiring_at = None

@@ -8,6 +8,7 @@ admin action reaches it wherever it runs. The event is handled by
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
@@ -22,6 +23,22 @@ CHANNEL_END_EVENT = "rt.channel.end"
 def user_group(user_id: int | str) -> str:
     """The channel layer group of every socket of one user."""
     return f"rt.user.{user_id}"
+
+
+def django_session_group(session_key: str) -> str:
+    """The channel layer group of the sockets a Django session authenticated (by its cookie).
+
+    Named by a digest: group names are visible in Redis, and a session key is a credential.
+    """
+    return "rt.session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]
+
+
+async def disconnect_django_session(session_key: str) -> None:
+    """End the sockets authenticated by this Django session's cookie (a logout, its deletion), everywhere."""
+    await get_channel_layer().group_send(django_session_group(session_key), disconnect_event(CloseCode.FORBIDDEN))
+
+
+disconnect_django_session_sync = async_to_sync(disconnect_django_session)
 
 
 def disconnect_event(code: CloseCode, reason: str | None = None) -> dict:

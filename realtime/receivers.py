@@ -1,16 +1,19 @@
-"""Signal receivers: revoked credentials end every socket of the user, on every process."""
+"""Signal receivers: revoked credentials end every socket of the user, a Django logout or a deleted
+session the sockets its cookie authenticated, room changes the channels, on every process."""
 
 from __future__ import annotations
 
 import logging
 
+from django.contrib.auth.signals import user_logged_out
+from django.contrib.sessions.models import Session
 from django.db import transaction
-from django.db.models.signals import m2m_changed, pre_delete
+from django.db.models.signals import m2m_changed, post_delete, pre_delete
 from django.dispatch import receiver
 
 from accounts.signals import credentials_revoked
 
-from .control import disconnect_user_sync, end_channel_for_user_sync
+from .control import disconnect_django_session_sync, disconnect_user_sync, end_channel_for_user_sync
 from .models import Room
 from .protocol import CloseCode
 
@@ -24,6 +27,28 @@ def disconnect_revoked_user(sender, user, reason: str, **kwargs) -> None:
         disconnect_user_sync(user.pk, CloseCode.FORBIDDEN, "forbidden")
     except Exception:  # the revocation itself stands; the layer being down must not undo it
         logger.exception("could not reach the sockets of user %s (%s)", user.pk, reason)
+
+
+@receiver(user_logged_out, dispatch_uid="realtime.end_cookie_sockets_at_logout")
+def end_cookie_sockets_at_logout(sender, request, user, **kwargs) -> None:
+    """Django's (or the admin's) logout: the sockets this browser session authenticated end (4503)."""
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if session_key:
+        _end_django_session(session_key)
+
+
+@receiver(post_delete, sender=Session, dispatch_uid="realtime.end_cookie_sockets_of_a_deleted_session")
+def end_cookie_sockets_of_a_deleted_session(sender, instance: Session, **kwargs) -> None:
+    """A session deleted (a logout's flush, the admin, `clearsessions` on an expired one): its sockets end."""
+    key = instance.session_key
+    transaction.on_commit(lambda: _end_django_session(key))
+
+
+def _end_django_session(session_key: str) -> None:
+    try:
+        disconnect_django_session_sync(session_key)
+    except Exception:  # the logout stands; the layer being down must not undo it
+        logger.exception("could not reach the sockets of a Django session")
 
 
 @receiver(m2m_changed, sender=Room.members.through, dispatch_uid="realtime.room_members_changed")

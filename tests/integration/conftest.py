@@ -100,6 +100,8 @@ async def connect(ws_app):
         *, token: str | None = None, query: str = "", headers: list | None = None, path: str = "/ws/", app=None
     ) -> Socket:
         headers = list(headers or [])
+        if not any(name == b"host" for name, _ in headers):  # as every client sends (an allowed one)
+            headers.append((b"host", b"localhost:8000"))
         if token is not None:
             headers.append((b"authorization", f"Bearer {token}".encode()))
         communicator = WebsocketCommunicator(app or ws_app, path + (f"?{query}" if query else ""), headers=headers)

@@ -75,6 +75,51 @@ async def test_session_cookie_from_an_allowed_origin(connect, user, client):
     assert row.auth_method == "cookie"
 
 
+async def cookie_socket(connect, client, user):
+    await sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    socket = await connect(headers=[(b"cookie", cookie), (b"origin", b"http://localhost:8000")])
+    assert (await socket.recv_type("welcome"))["expires_at"] is None
+    return socket
+
+
+async def test_a_django_logout_ends_the_sockets_of_that_browser_session_only(connect, user, client, make_user):
+    from django.test import Client
+
+    socket = await cookie_socket(connect, client, user)
+    other_browser = await cookie_socket(connect, Client(), user)  # the same user, another session
+    access, _ = await sync_to_async(make_tokens)(user)
+    token_socket = await connect(token=access)
+    await token_socket.recv_type("welcome")
+    await sync_to_async(client.logout)()  # Django's logout: the admin's, or a view's
+    await socket.expect_disconnect(4503, "forbidden")
+    for survivor in (other_browser, token_socket):
+        assert await survivor.request({"type": "ping", "id": 1}) == {"type": "pong", "id": 1}
+
+
+async def test_a_deleted_session_ends_its_sockets(connect, user, client):
+    from django.contrib.sessions.models import Session
+
+    socket = await cookie_socket(connect, client, user)
+    # As the admin or `clearsessions` does (a queryset delete sends post_delete per row when someone listens).
+    await Session.objects.filter(session_key=client.cookies["sessionid"].value).adelete()
+    await socket.expect_disconnect(4503, "forbidden")
+
+
+async def test_a_cookie_socket_ends_when_its_session_expires(connect, user, client):
+    def log_in_for_two_seconds() -> str:
+        client.force_login(user)
+        session = client.session
+        session.set_expiry(2)  # seconds from now
+        session.save()
+        return session.session_key
+
+    cookie = f"sessionid={await sync_to_async(log_in_for_two_seconds)()}".encode()
+    socket = await connect(headers=[(b"cookie", cookie), (b"origin", b"http://localhost:8000")])
+    await socket.recv_type("welcome")
+    await socket.expect_disconnect(4503, "session_expired")
+
+
 @pytest.mark.parametrize("origin", [None, b"http://evil.example.com"])
 async def test_session_cookie_needs_an_allowed_origin(connect, user, client, origin):
     await sync_to_async(client.force_login)(user)

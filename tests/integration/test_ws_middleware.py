@@ -1,6 +1,7 @@
 """accounts.middleware as an ASGI app around a recorder, and the token pipeline it runs
 (accounts.tokens) against the real database: no mocks."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -47,10 +48,15 @@ async def never_send(message):
     raise AssertionError("the middleware must not write to the socket")
 
 
-async def handshake(*headers: tuple[bytes, bytes], query: str = "") -> dict:
-    """Run the middleware stack on a WebSocket handshake; the scope the inner app got."""
+HOST = (b"host", b"localhost:8000")  # the server's own origin is then http://localhost:8000
+
+
+async def handshake(*headers: tuple[bytes, bytes], query: str = "", scheme: str = "ws") -> dict:
+    """Run the middleware stack on a WebSocket handshake (with `HOST` unless one is given); the inner app's scope."""
     inner = Recorder()
-    scope = {"type": "websocket", "path": "/ws/", "headers": list(headers), "query_string": query.encode()}
+    headers = headers if any(name == b"host" for name, _ in headers) else (HOST, *headers)
+    scope = {"type": "websocket", "path": "/ws/", "headers": list(headers), "query_string": query.encode(),
+             "scheme": scheme}  # fmt: skip
     await JWTAuthMiddlewareStack(inner)(scope, never_receive, never_send)
     assert len(inner.scopes) == 1
     assert "user" not in scope and "auth" not in scope, "the caller's scope must not change"
@@ -204,10 +210,67 @@ async def test_a_custom_header_name_and_type(user):
 # The session cookie, and the Origin that decides whether it counts
 
 
-@pytest.mark.parametrize("origin", [b"http://localhost:8000", b"https://127.0.0.1", b"http://LOCALHOST"])
-async def test_session_cookie_from_an_allowed_origin(user, session_cookie, origin):
-    scope = await handshake(session_cookie, (b"origin", origin))
+@pytest.mark.parametrize(
+    ("host", "scheme", "origin"),
+    [
+        (b"localhost:8000", "ws", b"http://localhost:8000"),
+        (b"LOCALHOST:8000", "ws", b"http://localhost:8000"),
+        (b"127.0.0.1", "wss", b"https://127.0.0.1"),
+        (b"127.0.0.1:443", "wss", b"https://127.0.0.1"),  # the default port, written or not
+        (b"[::1]:8000", "ws", b"http://[::1]:8000"),
+    ],
+)
+async def test_session_cookie_from_the_servers_own_origin(user, session_cookie, host, scheme, origin):
+    scope = await handshake(session_cookie, (b"host", host), (b"origin", origin), scheme=scheme)
     assert_authenticated(scope, user, "cookie", None)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        b"http://localhost:8001",  # another port
+        b"https://localhost:8000",  # another scheme
+        b"http://app.localhost:8000",  # a subdomain
+        b"http://127.0.0.1:8000",  # another name of this machine, not the origin the page came from
+    ],
+)
+async def test_session_cookie_from_an_origin_that_differs_in_any_part_is_ignored(session_cookie, origin):
+    assert_anonymous(await handshake(session_cookie, (b"origin", origin)))
+
+
+async def test_behind_a_tls_proxy_the_origin_is_https_as_the_proxy_says(user, session_cookie):
+    origin = (b"origin", b"https://localhost:8000")
+    assert_anonymous(await handshake(session_cookie, origin, (b"x-forwarded-proto", b"https")))  # not trusted
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")):
+        scope = await handshake(session_cookie, origin, (b"x-forwarded-proto", b"https"))
+    assert_authenticated(scope, user, "cookie", None)
+
+
+async def test_trusted_origins_may_use_the_cookie(user, session_cookie):
+    with override_settings(CSRF_TRUSTED_ORIGINS=["https://app.example.com", "https://*.example.org"]):
+        for origin in (b"https://app.example.com", b"https://www.example.org"):
+            assert_authenticated(await handshake(session_cookie, (b"origin", origin)), user, "cookie", None)
+        for origin in (b"http://app.example.com", b"https://example.com", b"https://app.example.com:8443"):
+            assert_anonymous(await handshake(session_cookie, (b"origin", origin)))
+
+
+@pytest.mark.parametrize("host", [b"evil.example", b"evil.example:8000", b"", b"localhost.evil.example"])
+async def test_a_handshake_for_a_host_not_in_allowed_hosts_is_refused(host):
+    inner = Recorder()
+    sent = []
+    events = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1006}]
+
+    async def receive():
+        return events.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    headers = [(b"host", host)] if host else []
+    scope = {"type": "websocket", "path": "/ws/", "headers": headers, "query_string": b""}
+    await asyncio.wait_for(JWTAuthMiddlewareStack(inner)(scope, receive, send), 10)
+    assert inner.scopes == []  # never authenticated, never reached the consumer
+    assert [message["type"] for message in sent] == ["websocket.close"]  # before accept: HTTP 403
 
 
 async def test_a_client_that_authenticates_in_its_first_frame_is_not_taken_by_the_cookie(user, session_cookie):
@@ -234,18 +297,22 @@ async def test_a_wildcard_allowed_host_does_not_let_every_origin_use_the_cookie(
         assert_anonymous(await handshake(session_cookie, (b"origin", b"http://evil.example")))
 
 
-async def test_an_allowed_subdomain_pattern(user, session_cookie):
+async def test_an_allowed_subdomain_pattern_serves_each_subdomain_its_own_origin(user, session_cookie):
     with override_settings(ALLOWED_HOSTS=[".example.com"]):
-        scope = await handshake(session_cookie, (b"origin", b"https://app.example.com"))
+        host = (b"host", b"app.example.com")
+        scope = await handshake(session_cookie, host, (b"origin", b"https://app.example.com"), scheme="wss")
         assert_authenticated(scope, user, "cookie", None)
-        assert_anonymous(await handshake(session_cookie, (b"origin", b"https://example.com.evil.org")))
+        assert_anonymous(await handshake(session_cookie, host, (b"origin", b"https://www.example.com"), scheme="wss"))
 
 
 @pytest.mark.parametrize(("debug", "authenticated"), [(True, True), (False, False)])
 async def test_empty_allowed_hosts_means_localhost_in_debug_only(session_cookie, debug, authenticated):
     with override_settings(ALLOWED_HOSTS=[], DEBUG=debug):
-        scope = await handshake(session_cookie, ALLOWED_ORIGIN)
-    assert scope["user"].is_authenticated is authenticated
+        if debug:
+            scope = await handshake(session_cookie, ALLOWED_ORIGIN)
+            assert scope["user"].is_authenticated is authenticated
+        else:
+            await test_a_handshake_for_a_host_not_in_allowed_hosts_is_refused(b"localhost:8000")
 
 
 async def test_an_allowed_origin_without_a_session_is_anonymous():
@@ -322,7 +389,8 @@ async def test_the_stack_hands_send_through_untouched_and_the_session_is_only_re
     async def inner(scope, receive, send):
         seen.update(send=send, session=scope["session"])
 
-    scope = {"type": "websocket", "path": "/ws/", "headers": [session_cookie, ALLOWED_ORIGIN], "query_string": b""}
+    headers = [HOST, session_cookie, ALLOWED_ORIGIN]
+    scope = {"type": "websocket", "path": "/ws/", "headers": headers, "query_string": b""}
     await JWTAuthMiddlewareStack(inner)(scope, never_receive, never_send)
     assert seen["send"] is never_send
     assert seen["session"].session_key and not seen["session"].modified
