@@ -411,7 +411,8 @@ class RealtimeConsumer(AsyncConsumer):
         else:
             metrics.service_error(exc)
             ref = uuid.uuid4().hex[:12]
-            logger.error("Unhandled error on %s (ref %s), frame %.200r", self.session_id, ref, text, exc_info=exc)
+            frame = protocol.redact(text)  # never a token in a log line
+            logger.error("Unhandled error on %s (ref %s), frame %.200r", self.session_id, ref, frame, exc_info=exc)
             self.send_frame(protocol.error(protocol.ErrorCode.INTERNAL, f"Internal server error (ref {ref})."))
             await self.close_with(CloseCode.INTERNAL_ERROR)
 

@@ -307,6 +307,18 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON.")
 
 
+# What must never reach a log line: the value of a credential field, and anything shaped like a JWT.
+_SECRET_FIELD = re.compile(r'("(?:token|refresh|access|password)"\s*:\s*)"(?:[^"\\]|\\.)*"?')
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?")
+
+
+def redact(text: str | None) -> str | None:
+    """A client frame as it may be logged: credentials (and anything shaped like a JWT) blanked out."""
+    if text is None:
+        return None
+    return _JWT.sub("<redacted>", _SECRET_FIELD.sub(r'\1"<redacted>"', text))
+
+
 def loads_json(text: str) -> Any:
     """Parse a JSON value, refusing what cannot be written back as JSON (NaN, Infinity, `1e400`).
 

@@ -174,6 +174,23 @@ async def test_unexpected_errors_close_1011_with_a_reference(authed, monkeypatch
     assert ref in caplog.text and "database exploded" in caplog.text
 
 
+async def test_no_token_reaches_the_log_when_an_auth_frame_meets_a_failure(connect, user, monkeypatch, caplog):
+    async def broken(consumer, request):
+        raise RuntimeError("the database thread died")
+
+    monkeypatch.setitem(handlers.HANDLERS, protocol.Auth, broken)
+    access, refresh = await sync_to_async(make_tokens)(user)
+    socket = await connect()
+    with caplog.at_level(logging.DEBUG):
+        await socket.send({"type": "auth", "id": 1, "token": access, "refresh": refresh})
+        assert (await socket.recv_type("error"))["code"] == "internal"
+        await socket.expect_disconnect(1011, "internal_error")
+    assert "the database thread died" in caplog.text  # the failure is logged ...
+    for secret in (access, refresh):  # ... and not a piece of a token
+        for piece in secret.split("."):
+            assert piece[:16] not in caplog.text
+
+
 async def test_server_shutdown_says_going_away(authed):
     socket = await authed()
     communicator = socket.communicator
