@@ -27,7 +27,8 @@ Per channel (all keys from `RedisEngine.key`):
 - `<prefix>:pz:<channel>` sorted set session -> expiry (ms), `<prefix>:pi:<channel>`
   hash session -> user JSON, `<prefix>:pc:<channel>` hash user id -> connections:
   presence. Each live process extends its entries every NODE_HEARTBEAT, so the
-  entries of a process that died lapse on their own and are pruned (with `leave`).
+  entries of a process that died lapse on their own and are pruned (with `leave`);
+  the keys themselves expire one presence lifetime after their newest entry lapses.
 
 Every update is one Lua script, so it is atomic across processes.
 """
@@ -143,7 +144,9 @@ local function prune(now)
 end
 """
 
-# ARGV: now, session, user JSON, expiry. Returns {joined (0/1), left...}.
+# ARGV: now, session, user JSON, expiry, keys' expiry. Returns {joined (0/1), left...}.
+# The keys expire a while after their newest entry would lapse (extended by every add and
+# touch), so the presence of a channel nobody comes back to does not stay in Redis for ever.
 PRESENCE_ADD = (
     _PRESENCE
     + """
@@ -154,6 +157,7 @@ if redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2]) == 1 then
   local uid = cjson.decode(ARGV[3])['id']
   if redis.call('HINCRBY', KEYS[3], uid, 1) == 1 then joined = 1 end
 end
+for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], ARGV[5]) end
 return {joined, left}
 """
 )
@@ -359,8 +363,9 @@ class RedisEngine(Engine):
 
     async def presence_add(self, channel: str, session: str, user: dict[str, Any], *, ttl: float) -> PresenceChange:
         now = await self._now_ms()
+        expiry = now + int(ttl * 1000)
         joined, left = await self._presence_add(
-            self._presence_keys(channel), [now, session, json.dumps(user), now + int(ttl * 1000)]
+            self._presence_keys(channel), [now, session, json.dumps(user), expiry, expiry + int(ttl * 1000)]
         )
         return PresenceChange([user] if joined else [], _users(left))
 
@@ -380,6 +385,8 @@ class RedisEngine(Engine):
             for channel, sessions in entries.items():
                 if sessions:
                     pipe.zadd(self.key("pz", channel), dict.fromkeys(sessions, expiry), xx=True)
+                    for key in self._presence_keys(channel):  # (see PRESENCE_ADD)
+                        pipe.pexpireat(key, expiry + int(ttl * 1000))
             await pipe.execute()
 
     async def presence_prune(self, channel: str) -> PresenceChange:

@@ -315,3 +315,16 @@ async def test_admitting_is_atomic_across_processes(redis_url, redis_prefix):
     finally:
         await first.close()
         await second.close()
+
+
+async def test_presence_keys_of_a_dead_process_expire_in_redis(redis_url, redis_prefix):
+    """Entries lapse by score; the keys too, so a channel nobody revisits leaves nothing behind."""
+    engine = RedisEngine(redis_url, redis_prefix)
+    await engine.presence_add("room:gone", "s1", USER, ttl=30)
+    keys = [engine.key(kind, "room:gone") for kind in ("pz", "pi", "pc")]
+    ttls = [await engine.redis.pttl(key) for key in keys]
+    assert all(30_000 < ttl <= 60_000 for ttl in ttls), ttls  # the entry's lifetime, then as much again
+    await engine.presence_touch({"room:gone": ["s1"]}, ttl=100)
+    ttls = [await engine.redis.pttl(key) for key in keys]
+    assert all(100_000 < ttl <= 200_000 for ttl in ttls), ttls
+    await engine.close()
