@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 
 import pytest
@@ -183,6 +184,16 @@ def test_data_over_max_frame_bytes_is_413(engine, api_login, staff):
     assert_error(publish(api, "public:lobby", "x" * 65), 413, "too_large")
     assert publish(api, "public:lobby", "x" * 62).status_code == 201  # 64 bytes with its quotes
     assert [p["offset"] for p in api.get(history_url("public:lobby")).json()["publications"]] == [1]
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
+@pytest.mark.parametrize("path", [PUBLISH, "/api/auth/token/"])
+def test_a_body_over_the_upload_limit_is_413_not_a_traceback(engine, api_login, staff, path, caplog):
+    with caplog.at_level(logging.ERROR):
+        response = api_login(staff).post(path, {"channel": "public:big", "data": "x" * 2000}, format="json")
+    body = assert_error(response, 413, "too_large")
+    assert "1000 bytes" in body["message"]
+    assert "Traceback" not in caplog.text and "Unhandled" not in caplog.text
 
 
 def test_offsets_grow_by_one_per_publication(engine, api_login, staff):
