@@ -36,6 +36,7 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.contrib.auth import get_user as get_django_user
 from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError
 from django.http import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from rest_framework_simplejwt import settings as jwt_settings  # the module: SIMPLE_JWT changes rebind api_settings
@@ -43,7 +44,7 @@ from rest_framework_simplejwt import settings as jwt_settings  # the module: SIM
 from .tokens import Authenticated, ExpiredCredentials, InvalidCredentials, authenticate_token
 
 Method = Literal["header", "query", "cookie"]
-Error = Literal["invalid", "expired"]
+Error = Literal["invalid", "expired", "unavailable"]
 
 
 class ScopeAuth(TypedDict):
@@ -87,9 +88,14 @@ class JWTAuthMiddleware(BaseMiddleware):
                 return AnonymousUser(), _auth(method, error="expired")
             except InvalidCredentials:
                 return AnonymousUser(), _auth(method, error="invalid")
+            except DatabaseError:  # the token may be fine: the consumer says `unavailable`, not 4501
+                return AnonymousUser(), _auth(method, error="unavailable")
             return result.user, _auth(method, result)
         if self.cookie_allowed(scope):
-            user, expires_at = await session_user(scope["session"])
+            try:
+                user, expires_at = await session_user(scope["session"])
+            except DatabaseError:
+                return AnonymousUser(), _auth("cookie", error="unavailable")
             if user.is_authenticated:
                 # The socket lives as long as the session: until it expires, or its logout or deletion.
                 scope["django_session"] = DjangoSession(key=scope["session"].session_key, expires_at=expires_at)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
+
 import redis.asyncio as aioredis
 from channels_redis.core import RedisChannelLayer
 
@@ -15,12 +19,43 @@ SOCKET_TIMEOUT = 15
 
 FLAVOURS = ("core", "pubsub")
 
+# A consumer's receive while Redis is away: wait and try again, from this delay doubling to the next.
+RECEIVE_RETRY = (0.1, 5.0)
+
+logger = logging.getLogger(__name__)
+
+
 class BoundedRedisChannelLayer(RedisChannelLayer):
-    """channels-redis's core layer on `bounded_pool`s: under a connection storm callers queue, none fails."""
+    """channels-redis's core layer on `bounded_pool`s: under a connection storm callers queue, none fails.
+
+    And a consumer's `receive` outlives a Redis outage: channels-redis raises the connection
+    error out of `receive`, which ends every consumer of the process with a traceback (1011)
+    at the first blip. Here it waits (with jitter) and tries again, so sockets stay up and
+    their control events flow again once Redis is back.
+    """
+
+    outage = False  # one log line per outage, for the whole process
 
     def create_pool(self, index: int) -> aioredis.BlockingConnectionPool:
         host = dict(self.hosts[index])
         return bounded_pool(host.pop("address"), **host)
+
+    async def receive(self, channel: str) -> dict:
+        delay, longest = RECEIVE_RETRY
+        while True:
+            try:
+                message = await super().receive(channel)
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                if not BoundedRedisChannelLayer.outage:
+                    BoundedRedisChannelLayer.outage = True
+                    logger.warning("channel layer: Redis is unreachable (%r); receivers wait for it", exc)
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(longest, delay * 2)
+                continue
+            if BoundedRedisChannelLayer.outage:
+                BoundedRedisChannelLayer.outage = False
+                logger.info("channel layer: Redis is back")
+            return message
 
 
 def redis_channel_layer(

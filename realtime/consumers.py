@@ -24,7 +24,15 @@ from . import handlers, metrics, protocol, sessions, slots
 from . import resume as resumption
 from .conf import realtime_settings
 from .control import CHANNEL_END_EVENT, DISCONNECT_EVENT, django_session_group, user_group
-from .exceptions import BadRequest, Disconnect, RateLimited, RealtimeError, Unavailable, backing_service
+from .exceptions import (
+    SERVICE_ERRORS,
+    BadRequest,
+    Disconnect,
+    RateLimited,
+    RealtimeError,
+    Unavailable,
+    backing_service,
+)
 from .limits import ErrorWindow, TokenBucket
 from .live import LIVE
 from .node import node_name
@@ -145,6 +153,11 @@ class RealtimeConsumer(AsyncConsumer):
         user = self.scope.get("user")
         if auth.get("error") == "expired":
             raise Disconnect(CloseCode.TOKEN_EXPIRED)
+        if auth.get("error") == "unavailable":
+            # The database did not answer the handshake's check: say so, and let the client come
+            # back after its backoff (1011 reconnects) rather than stop as after a bad token.
+            self.send_frame(protocol.error(protocol.ErrorCode.UNAVAILABLE, Unavailable.default_message))
+            raise Disconnect(CloseCode.INTERNAL_ERROR, "unavailable")
         if auth.get("error"):
             raise Disconnect(CloseCode.UNAUTHORIZED)
         if user is not None and getattr(user, "is_authenticated", False):
@@ -263,14 +276,16 @@ class RealtimeConsumer(AsyncConsumer):
         try:
             async with backing_service(request_id):
                 admitted = await slots.admit(user.pk, self.channel_name)
-        except Unavailable:
-            # Not authenticated, and told so (`unavailable`): the socket stays open, and the
-            # client may send `auth` again within a fresh AUTH_TIMEOUT (or reconnect).
-            if self.state is SocketState.AUTHENTICATING:
-                self.state = SocketState.OPEN
-                self.auth_deadline = self.clock() + self.settings["AUTH_TIMEOUT"]
-                self._rearm()
-            raise
+        except Unavailable as exc:
+            if method == "frame":
+                # Not authenticated, and told so (`unavailable`): the socket stays open, and the
+                # client may send `auth` again within a fresh AUTH_TIMEOUT (or reconnect).
+                self.credentials_withdrawn()
+                raise
+            # Handshake credentials cannot be sent again on this socket: close so that the
+            # client comes back after its backoff (1011 reconnects; 4501 would stop it).
+            self.send_frame(protocol.error(exc.code, exc.message))
+            raise Disconnect(CloseCode.INTERNAL_ERROR, "unavailable") from exc
         if not admitted:
             sessions.open_row(session_id=self.session_id, refused=CloseCode.TOO_MANY_CONNECTIONS, **row)
             raise Disconnect(CloseCode.TOO_MANY_CONNECTIONS)
@@ -299,9 +314,15 @@ class RealtimeConsumer(AsyncConsumer):
             if django_session["expires_at"] is not None:
                 self.session_deadline = self.clock() + (django_session["expires_at"] - time.time())
                 self._rearm()
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups.append(group)
+        try:
+            for group in groups:
+                await self.channel_layer.group_add(group, self.channel_name)
+                self.groups.append(group)
+        except SERVICE_ERRORS as exc:  # without its groups no revocation would reach it: not admitted
+            metrics.service_error(exc)
+            logger.warning("could not join the groups of %s: %r", self.session_id, exc)
+            self.send_frame(protocol.error(protocol.ErrorCode.UNAVAILABLE, Unavailable.default_message, request_id))
+            raise Disconnect(CloseCode.INTERNAL_ERROR, "unavailable") from exc
         self.send_frame(
             protocol.welcome(
                 request_id,
@@ -331,6 +352,13 @@ class RealtimeConsumer(AsyncConsumer):
         """An `auth` frame came: from now on its check's outcome decides, not AUTH_TIMEOUT."""
         if self.state is SocketState.OPEN:
             self.state = SocketState.AUTHENTICATING
+
+    def credentials_withdrawn(self) -> None:
+        """The check could not be made (`unavailable`): unauthenticated again, with a fresh AUTH_TIMEOUT."""
+        if self.state is SocketState.AUTHENTICATING:
+            self.state = SocketState.OPEN
+            self.auth_deadline = self.clock() + self.settings["AUTH_TIMEOUT"]
+            self._rearm()
 
     # ------------------------------------------------------------ sending
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from accounts.tokens import CredentialsError, ExpiredCredentials, authenticate_token
 
 from . import metrics, protocol, sessions
-from .exceptions import BadRequest, Disconnect, Forbidden, Unauthorized, backing_service
+from .exceptions import BadRequest, Disconnect, Forbidden, Unauthorized, Unavailable, backing_service
 from .protocol import CloseCode
 from .publish import publish
 from .reading import read_history, read_presence
@@ -40,7 +40,11 @@ async def handle_auth(consumer: RealtimeConsumer, request: protocol.Auth) -> Non
         raise BadRequest("Already authenticated; use `refresh` to replace the token.", request_id=request.id)
     consumer.credentials_arrived()  # the user lookup may wait for a busy database thread: no auth timeout
     try:
-        result = await authenticate_token(request.token)
+        async with backing_service(request.id):  # the database away: `unavailable`, and `auth` may be sent again
+            result = await authenticate_token(request.token)
+    except Unavailable:
+        consumer.credentials_withdrawn()
+        raise
     except CredentialsError as exc:
         consumer.send_frame(protocol.error(protocol.ErrorCode.UNAUTHORIZED, str(exc), request.id))
         expired = isinstance(exc, ExpiredCredentials)

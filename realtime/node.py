@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from . import sessions
 from .conf import realtime_settings
+from .exceptions import SERVICE_ERRORS
 from .models import Connection, Node
 from .protocol import CloseCode
 
@@ -203,6 +204,10 @@ async def _advisory(what: str, step: Any, failing: set[str]) -> None:
     """Run one engine step of the beat (presence, session records); log a failure once per streak."""
     try:
         await step()
+    except SERVICE_ERRORS as exc:  # Redis away: expected, one line per streak, no traceback
+        if what not in failing:
+            failing.add(what)
+            logger.warning("realtime node: %s failed (%r); retrying next period", what, exc)
     except Exception:
         if what not in failing:
             failing.add(what)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import metrics, presence, protocol
 from .engine import Slice, get_engine
 from .exceptions import (
+    SERVICE_ERRORS,
     AlreadySubscribed,
     LimitExceeded,
     NotSubscribed,
@@ -284,6 +285,10 @@ class Subscriptions:
         """Deliver what history holds after the subscription's position, then what was held meanwhile."""
         try:
             stream = await get_engine().since(sub.channel, sub.epoch, sub.offset, ttl=sub.namespace.history_ttl)
+        except SERVICE_ERRORS as exc:  # Redis away: the client is told (insufficient_state) and recovers
+            metrics.service_error(exc)
+            logger.warning("history read for the gap on %s failed: %r", sub.channel, exc)
+            stream = None
         except Exception:
             logger.exception("history read for the gap on %s failed", sub.channel)
             stream = None

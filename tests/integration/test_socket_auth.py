@@ -255,3 +255,43 @@ async def test_close_is_recorded(connect, user):
     await socket.close()
     row = await Connection.objects.aget(session_id=welcome["session"])
     assert row.closed_at is not None and row.close_reason == "client_closed"
+
+
+# ---------------------------------------------------------------- the database away at authentication
+
+
+@pytest.fixture
+def database_down(monkeypatch):
+    """The user lookup fails as it does when the database is unreachable (OperationalError)."""
+    from django.db import OperationalError
+
+    from accounts import tokens
+
+    def unreachable(user_id):
+        raise OperationalError("could not connect to server: Connection refused")
+
+    monkeypatch.setattr(tokens, "load_user", unreachable)
+    return monkeypatch
+
+
+async def test_an_auth_frame_while_the_database_is_down_is_unavailable_and_may_be_sent_again(
+    connect, user, database_down
+):
+    access, _ = await sync_to_async(make_tokens)(user)
+    socket = await connect()
+    reply = await socket.request({"type": "auth", "token": access, "id": 1})
+    assert (reply["type"], reply["code"], reply["id"]) == ("error", "unavailable", 1), reply
+    database_down.undo()  # the database is back
+    welcome = await socket.request({"type": "auth", "token": access, "id": 2})
+    assert welcome["type"] == "welcome" and welcome["id"] == 2
+
+
+async def test_a_handshake_token_while_the_database_is_down_is_unavailable_then_a_reconnecting_close(
+    connect, user, database_down
+):
+    access, _ = await sync_to_async(make_tokens)(user)
+    socket = await connect(token=access)
+    error = await socket.recv_type("error")
+    assert error["code"] == "unavailable" and "id" not in error
+    frame = await socket.expect_disconnect(1011, "unavailable")
+    assert frame["reconnect"] is True  # not 4501: the client comes back after its backoff
