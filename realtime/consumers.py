@@ -112,6 +112,7 @@ class RealtimeConsumer(AsyncConsumer):
             raise
         finally:
             self._stop_tasks()
+            LIVE.discard(self)  # however it ended: the beat renews nothing of it from now on
             if self.outbox is not None:  # counted as open in on_connect
                 metrics.connection_ended()
 

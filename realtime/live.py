@@ -1,4 +1,4 @@
-"""The sockets alive in this process, for a graceful shutdown.
+"""The sockets alive in this process, for a graceful shutdown and the beat.
 
 Below the consumer on purpose: the consumer registers each socket here, and
 `realtime.node`'s shutdown says goodbye to them without importing the consumer.
@@ -11,10 +11,18 @@ from typing import Protocol
 
 
 class LiveSocket(Protocol):
-    """What the shutdown needs of a socket."""
+    """What the shutdown and the beat need of a socket."""
+
+    channel_name: str
+    groups: list[str]  # the channel-layer groups it joined (its user's, its Django session's)
 
     def go_away(self) -> bool:
         """Tell the client the server is going away (1001); False when it was closing already."""
+
+
+def live_channel_names() -> set[str]:
+    """The channel names of the sockets of this process whose consumer is still running."""
+    return {socket.channel_name for socket in list(LIVE)}
 
 
 # Weak: a socket that ended is gone from here without a goodbye of its own.
@@ -24,3 +32,23 @@ LIVE: weakref.WeakSet[LiveSocket] = weakref.WeakSet()
 def say_going_away() -> int:
     """Tell every socket of this process that the server is going away (1001); returns how many."""
     return sum(1 for socket in list(LIVE) if socket.go_away())
+
+
+async def renew_groups(layer) -> int:
+    """Join every live socket's groups again (the layer forgets a member after `group_expiry`).
+
+    A socket older than the expiry would otherwise silently stop getting its revocations and
+    admin actions. Returns how many memberships were renewed.
+    """
+    renewed = 0
+    for socket in list(LIVE):
+        for group in list(socket.groups):
+            await layer.group_add(group, socket.channel_name)
+            renewed += 1
+    return renewed
+
+
+def renewal_period(layer) -> float | None:
+    """How often to renew group memberships: a quarter of the layer's `group_expiry` (None: no layer)."""
+    expiry = getattr(layer, "group_expiry", None)
+    return None if not expiry else max(0.1, expiry / 4)

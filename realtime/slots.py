@@ -18,6 +18,7 @@ from typing import Any
 
 from .conf import realtime_settings
 from .engine import get_engine
+from .live import live_channel_names
 
 # The slots this process's live sockets hold: slot (channel name) -> user id, for the beat.
 LOCAL: dict[str, str] = {}
@@ -48,10 +49,19 @@ async def release(slot: str) -> None:
 
 
 async def touch_local() -> None:
-    """The node's beat: renew the slots of this process's live sockets, in one batch."""
+    """The node's beat: renew the slots of this process's live sockets, in one batch.
+
+    Only of sockets that are really alive here: a consumer that ended without its
+    `on_disconnect` (killed by its server, a crash inside it) left its slot in `LOCAL`;
+    it is forgotten now and lapses in the engine, so it cannot hold the user's slot for ever.
+    """
     if not LOCAL:
         return
+    alive = live_channel_names()
+    for slot in [slot for slot in LOCAL if slot not in alive]:
+        del LOCAL[slot]
     by_user: dict[str, list[str]] = defaultdict(list)
     for slot, user in LOCAL.items():
         by_user[user].append(slot)
-    await get_engine().slot_touch(dict(by_user), ttl=ttl())
+    if by_user:
+        await get_engine().slot_touch(dict(by_user), ttl=ttl())

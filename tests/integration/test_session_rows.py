@@ -2,6 +2,7 @@
 (realtime/slots.py), and the auth deadline under a busy database thread."""
 
 import asyncio
+import contextlib
 import threading
 from contextlib import asynccontextmanager
 
@@ -265,6 +266,23 @@ async def test_a_live_socket_keeps_its_slot_and_a_dead_one_lapses(connect, user)
         assert (await admitted.recv_type("welcome"))["type"] == "welcome"
     finally:
         await node.stop()
+
+
+@override_settings(REALTIME={"MAX_CONNECTIONS_PER_USER": 1})
+async def test_the_slot_of_a_consumer_that_ended_without_its_close_is_not_renewed(connect, user):
+    """Only sockets that are really alive hold a slot (PROTOCOL section 8): a consumer killed by its
+    server (daphne's application_close_timeout) never ran on_disconnect, but its slot lapses."""
+    socket = await connect(token=await token_for(user))
+    await socket.recv_type("welcome")
+    (slot,) = slots.LOCAL
+    socket.communicator.future.cancel()  # the application task is killed, as a server does
+    with contextlib.suppress(asyncio.CancelledError):
+        await socket.communicator.future
+    assert slot in slots.LOCAL  # its close never ran
+    engine = get_engine()
+    before = engine.slots[str(user.pk)][slot]
+    await slots.touch_local()  # the next beat
+    assert slot not in slots.LOCAL and engine.slots[str(user.pk)][slot] == before  # not renewed: it lapses
 
 
 async def test_closing_a_socket_gives_its_slot_back(connect, user):

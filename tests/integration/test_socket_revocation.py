@@ -1,16 +1,18 @@
 """Revocation reaches live sockets: logout, deactivation, password change, deletion, admin actions."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
+from django.test import override_settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from realtime import sessions
-from realtime.control import disconnect_channels, disconnect_user
+from realtime import node, sessions
+from realtime.control import disconnect_channels, disconnect_user, user_group
 from realtime.models import Connection
 from realtime.protocol import CloseCode
 from tests.conftest import make_tokens
@@ -107,3 +109,28 @@ async def test_revocation_over_redis(connect, user, redis_layer):
     assert "Redis" in type(get_channel_layer()).__name__
     await disconnect_user(user.pk, CloseCode.FORBIDDEN)
     await socket.expect_disconnect(4503)
+
+
+@override_settings(
+    CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"group_expiry": 2}}},
+    REALTIME={"NODE_HEARTBEAT": 0.1, "CLEANUP_INTERVAL": 60},
+)
+async def test_a_socket_older_than_the_group_expiry_still_gets_its_revocation(connect, user):
+    """The layer forgets a group member after group_expiry; the beat renews the live sockets' groups."""
+    await node.ensure_started()
+    try:
+        access, _ = await sync_to_async(make_tokens)(user)
+        socket = await connect(token=access)
+        await socket.recv_type("welcome")
+        layer = get_channel_layer()
+        members = layer.groups[user_group(user.pk)]
+        (joined,) = members.values()
+        # Until the membership was renewed later than it would have expired (time must pass here;
+        # the renewals are what is awaited).
+        async with asyncio.timeout(30):
+            while max(members.values(), default=0) < joined + 2 + 1:
+                await asyncio.sleep(0.2)
+        await disconnect_user(user.pk, CloseCode.FORBIDDEN)
+        await socket.expect_disconnect(4503, "forbidden")
+    finally:
+        await node.stop()
