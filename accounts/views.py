@@ -19,6 +19,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from . import throttling
 from .errors import APIError
 from .models import revoke_credentials
 from .tokens import (
@@ -68,9 +69,20 @@ class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
 
 
 class TokenObtainView(_Unauthenticated, jwt_views.TokenObtainPairView):
-    """`{username, password}` -> `{access, refresh}`."""
+    """`{username, password}` -> `{access, refresh}`; throttled (`accounts.throttling`)."""
 
     serializer_class = TokenObtainSerializer
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        username = request.data.get("username") if isinstance(request.data, dict) else None
+        username = username if isinstance(username, str) else ""
+        throttling.check_allowed(request, username)  # before any password is checked
+        with throttling.password_check_slot():
+            try:
+                return super().post(request, *args, **kwargs)
+            except exceptions.AuthenticationFailed:
+                throttling.record_failure(request, username)
+                raise
 
 
 class TokenRefreshView(_Unauthenticated, jwt_views.TokenRefreshView):

@@ -101,3 +101,13 @@ def redis_layer(redis_url, redis_prefix):
     """Run the test with the Redis channel layer instead of the in-memory one."""
     with override_settings(CHANNEL_LAYERS=redis_layer_settings(redis_url, redis_prefix), REDIS_PREFIX=redis_prefix):
         yield redis_url
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Django's cache (login failure counts) starts empty for every test, as after a restart."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -1,0 +1,105 @@
+"""Login throttling (PROTOCOL section 9): wrong guesses are counted, password checks are capped.
+
+- Failed logins are counted per username and per client address in Django's cache (Redis
+  when `REDIS_URL` is set, so every process shares the counts) over LOGIN_WINDOW seconds.
+  At LOGIN_FAILURES_PER_USER failures for a username, or LOGIN_FAILURES_PER_ADDRESS from
+  an address, further logins are answered 429 `rate_limited` with `Retry-After`, before
+  any password is checked. A successful login counts nothing: a user who types the
+  password right is never locked out by their own logins.
+- At most LOGIN_CONCURRENCY password checks run at once in a process (each is a slow hash
+  and a database connection): a flood of logins queues instead of using up the
+  database's connections; one that waits longer than LOGIN_WAIT seconds gets 503
+  `unavailable`.
+- The client address is the socket's peer (`REMOTE_ADDR`) unless TRUSTED_PROXY_COUNT
+  proxies are configured in front: then it is the address those proxies saw, taken from
+  `X-Forwarded-For` (DRF's `NUM_PROXIES`), and a client cannot pick its own by sending
+  that header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework import exceptions
+from rest_framework.throttling import BaseThrottle
+
+from .errors import APIError
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+class LoginsPaused(exceptions.Throttled):
+    """Too many failed logins for this username or from this address."""
+
+    default_detail = "Too many failed logins; wait before trying again."
+
+
+class PasswordChecksBusy(APIError):
+    """Every password-check slot is taken and none came free in time."""
+
+    status_code = 503
+    default_detail = "Too many logins at once; retry shortly."
+    default_code = "unavailable"
+
+
+def client_address(request) -> str:
+    """The client's address: the peer, or what the configured trusted proxies saw (DRF's rule)."""
+    return BaseThrottle().get_ident(request)
+
+
+def _keys(request, username: str) -> tuple[str, str]:
+    digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+    return f"login-failures:user:{digest}", f"login-failures:addr:{client_address(request)}"
+
+
+def check_allowed(request, username: str) -> None:
+    """Raise `LoginsPaused` (429, Retry-After) when this username or address failed too often."""
+    user_key, address_key = _keys(request, username)
+    counts = cache.get_many([user_key, address_key])
+    if counts.get(user_key, 0) >= _setting("LOGIN_FAILURES_PER_USER", 10) or counts.get(
+        address_key, 0
+    ) >= _setting("LOGIN_FAILURES_PER_ADDRESS", 50):
+        raise LoginsPaused(wait=_setting("LOGIN_WINDOW", 300))
+
+
+def record_failure(request, username: str) -> None:
+    """Count a failed login for the username and the address (each count lives LOGIN_WINDOW seconds)."""
+    window = _setting("LOGIN_WINDOW", 300)
+    for key in _keys(request, username):
+        if not cache.add(key, 1, timeout=window):
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.add(key, 1, timeout=window)
+
+
+_checks_lock = threading.Lock()
+_checks: threading.BoundedSemaphore | None = None
+_checks_size = 0
+
+
+def _semaphore() -> threading.BoundedSemaphore:
+    global _checks, _checks_size
+    size = _setting("LOGIN_CONCURRENCY", 8)
+    with _checks_lock:
+        if _checks is None or _checks_size != size:
+            _checks, _checks_size = threading.BoundedSemaphore(size), size
+        return _checks
+
+
+@contextmanager
+def password_check_slot():
+    """Hold one of LOGIN_CONCURRENCY slots for a password check; 503 after LOGIN_WAIT seconds."""
+    semaphore = _semaphore()
+    if not semaphore.acquire(timeout=_setting("LOGIN_WAIT", 10.0)):
+        raise PasswordChecksBusy()
+    try:
+        yield
+    finally:
+        semaphore.release()

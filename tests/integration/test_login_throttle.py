@@ -1,0 +1,77 @@
+"""Login throttling (PROTOCOL section 9): failed guesses per username and per address, then 429 with
+Retry-After; password checks at once are capped; the client address honours trusted proxies only."""
+
+import pytest
+from django.test import override_settings
+
+from accounts import throttling
+from tests.conftest import PASSWORD
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+TOKEN = "/api/auth/token/"
+
+
+def login(api, username="ann", password=PASSWORD, **extra):
+    return api.post(TOKEN, {"username": username, "password": password}, format="json", **extra)
+
+
+@override_settings(LOGIN_FAILURES_PER_USER=3, LOGIN_FAILURES_PER_ADDRESS=100, LOGIN_WINDOW=60)
+def test_wrong_guesses_for_one_username_pause_its_logins_with_retry_after(api, user, make_user):
+    make_user("bob")
+    assert [login(api, password="wrong").status_code for _ in range(3)] == [401, 401, 401]
+    paused = login(api)  # even the right password: the guesses are what is throttled
+    assert paused.status_code == 429 and paused["Retry-After"] == "60"
+    assert paused.json()["code"] == "rate_limited"
+    assert login(api, "bob").status_code == 200  # another user from the same address is not paused
+
+
+@override_settings(LOGIN_FAILURES_PER_USER=3)
+def test_successful_logins_count_nothing(api, user):
+    assert [login(api).status_code for _ in range(10)] == [200] * 10
+
+
+@override_settings(LOGIN_FAILURES_PER_USER=100, LOGIN_FAILURES_PER_ADDRESS=4)
+def test_guesses_over_many_usernames_pause_the_address(api, make_user):
+    for name in ("a1", "a2", "a3", "a4"):
+        assert login(api, name, "wrong").status_code == 401
+    make_user("fresh")
+    assert login(api, "fresh").status_code == 429
+    assert login(api, "fresh", REMOTE_ADDR="10.9.9.9").status_code == 200  # another address is not
+
+
+@override_settings(LOGIN_FAILURES_PER_USER=100, LOGIN_FAILURES_PER_ADDRESS=2)
+def test_x_forwarded_for_is_ignored_without_a_trusted_proxy(api):
+    for forged in ("1.1.1.1", "2.2.2.2"):
+        assert login(api, "nobody", "wrong", HTTP_X_FORWARDED_FOR=forged).status_code == 401
+    assert login(api, "nobody", "wrong", HTTP_X_FORWARDED_FOR="3.3.3.3").status_code == 429
+
+
+@override_settings(LOGIN_FAILURES_PER_USER=100, LOGIN_FAILURES_PER_ADDRESS=2)
+def test_behind_a_trusted_proxy_the_forwarded_address_counts(api):
+    from rest_framework.settings import api_settings
+
+    with override_settings(REST_FRAMEWORK={**_rest_framework(), "NUM_PROXIES": 1}):
+        assert api_settings.NUM_PROXIES == 1
+        for _ in range(2):
+            assert login(api, "nobody", "wrong", HTTP_X_FORWARDED_FOR="1.1.1.1").status_code == 401
+        assert login(api, "nobody", "wrong", HTTP_X_FORWARDED_FOR="1.1.1.1").status_code == 429
+        assert login(api, "nobody", "wrong", HTTP_X_FORWARDED_FOR="2.2.2.2").status_code == 401
+
+
+def _rest_framework():
+    from django.conf import settings
+
+    return dict(settings.REST_FRAMEWORK)
+
+
+@override_settings(LOGIN_CONCURRENCY=1, LOGIN_WAIT=0.2)
+def test_password_checks_at_once_are_capped_and_a_login_that_waits_too_long_is_unavailable(api, user):
+    slot = throttling._semaphore()
+    assert slot.acquire(timeout=1)  # another login holds the only slot
+    try:
+        response = login(api)
+        assert response.status_code == 503 and response.json()["code"] == "unavailable"
+    finally:
+        slot.release()
+    assert login(api).status_code == 200  # the slot is free again
