@@ -30,10 +30,6 @@ from rest_framework.throttling import BaseThrottle
 from .errors import APIError
 
 
-def _setting(name: str, default):
-    return getattr(settings, name, default)
-
-
 class LoginsPaused(exceptions.Throttled):
     """Too many failed logins for this username or from this address."""
 
@@ -62,15 +58,15 @@ def check_allowed(request, username: str) -> None:
     """Raise `LoginsPaused` (429, Retry-After) when this username or address failed too often."""
     user_key, address_key = _keys(request, username)
     counts = cache.get_many([user_key, address_key])
-    if counts.get(user_key, 0) >= _setting("LOGIN_FAILURES_PER_USER", 10) or counts.get(
+    if counts.get(user_key, 0) >= settings.LOGIN_FAILURES_PER_USER or counts.get(
         address_key, 0
-    ) >= _setting("LOGIN_FAILURES_PER_ADDRESS", 50):
-        raise LoginsPaused(wait=_setting("LOGIN_WINDOW", 300))
+    ) >= settings.LOGIN_FAILURES_PER_ADDRESS:
+        raise LoginsPaused(wait=settings.LOGIN_WINDOW)
 
 
 def record_failure(request, username: str) -> None:
     """Count a failed login for the username and the address (each count lives LOGIN_WINDOW seconds)."""
-    window = _setting("LOGIN_WINDOW", 300)
+    window = settings.LOGIN_WINDOW
     for key in _keys(request, username):
         if not cache.add(key, 1, timeout=window):
             try:
@@ -86,7 +82,7 @@ _checks_size = 0
 
 def _semaphore() -> threading.BoundedSemaphore:
     global _checks, _checks_size
-    size = _setting("LOGIN_CONCURRENCY", 8)
+    size = settings.LOGIN_CONCURRENCY
     with _checks_lock:
         if _checks is None or _checks_size != size:
             _checks, _checks_size = threading.BoundedSemaphore(size), size
@@ -97,7 +93,7 @@ def _semaphore() -> threading.BoundedSemaphore:
 def password_check_slot():
     """Hold one of LOGIN_CONCURRENCY slots for a password check; 503 after LOGIN_WAIT seconds."""
     semaphore = _semaphore()
-    if not semaphore.acquire(timeout=_setting("LOGIN_WAIT", 10.0)):
+    if not semaphore.acquire(timeout=settings.LOGIN_WAIT):
         raise PasswordChecksBusy()
     try:
         yield

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,20 +25,14 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.servers import HOST, DaphneServer, _die_with_parent, free_port, server_env  # noqa: E402
+from realtime.conf import DEFAULT_NAMESPACES  # noqa: E402
+from tests.e2e.servers import HOST, DaphneServer, server_env  # noqa: E402
 
 # The channels of the benchmark live in their own namespace: history and offsets as `public`
 # (the default rules), presence off (neither peer has presence; with it every subscribe of
 # 1000 subscribers would push a `join` to all the others before the measurement starts).
 NAMESPACES = {
-    "public": {},
-    "user": {
-        "subscribe": "realtime.namespaces.own_user",
-        "publish": "realtime.namespaces.nobody",
-        "history_ttl": 86400,
-        "presence": False,
-        "join_leave": False,
-    },
+    **{name: DEFAULT_NAMESPACES[name] for name in ("public", "user")},
     "bench": {"presence": False, "join_leave": False},
 }
 TOKEN_SECONDS = 6 * 3600  # the run's tokens outlive any run (a socket lives no longer than its token)
@@ -81,19 +74,20 @@ class BenchServer(DaphneServer):
     def __init__(self, target: Target, env: dict[str, str], log_path: Path) -> None:
         super().__init__(env, log_path, name=target.key)
         self.target = target
+        self.workdir = BENCH if target.kind in ("socketio", "baseline") else ROOT
 
-    def command(self) -> tuple[list[str], Path]:
-        """(argv, cwd). Access logs off on every server (daphne -v 0, uvicorn --no-access-log): the same
-        for all, and a line per connection on stdout is not what is measured."""
+    def command(self) -> list[str]:
+        """The command line. Access logs off on every server (daphne -v 0, uvicorn --no-access-log): the
+        same for all, and a line per connection on stdout is not what is measured."""
         port = str(self.port)
         daphne = [sys.executable, "-m", "daphne", "-b", HOST, "-p", port, "-v", "0"]
         if self.target.kind == "socketio":
-            return self._uvicorn("peers.socketio_app:app", port), BENCH
+            return self._uvicorn("peers.socketio_app:app", port)
         if self.target.kind == "baseline":
-            return [*daphne, "baseline.asgi:application"], BENCH
+            return [*daphne, "baseline.asgi:application"]
         if self.target.server == "uvicorn":
-            return self._uvicorn("project.asgi:application", port), ROOT
-        return [*daphne, "project.asgi:application"], ROOT
+            return self._uvicorn("project.asgi:application", port)
+        return [*daphne, "project.asgi:application"]
 
     @staticmethod
     def _uvicorn(app: str, port: str) -> list[str]:
@@ -104,27 +98,6 @@ class BenchServer(DaphneServer):
             # keepalive duplicates it and, under overload, closed sockets with 1011 (docs/operations.md).
             "--ws-ping-interval", "0",
         ]  # fmt: skip
-
-    def start(self, *, same_port: bool = False) -> BenchServer:
-        if self.alive:
-            raise RuntimeError(f"{self.name} is still running")
-        if not (same_port and self.port):
-            self.port = free_port()
-        self._stopping = False
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
-        self._log_file.write(f"==== {self.name} on port {self.port}\n".encode())
-        self._log_file.flush()
-        argv, cwd = self.command()
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-        return self
 
     @property
     def base_url(self) -> str:

@@ -25,11 +25,6 @@ from .exceptions import TooLarge
 from .namespaces import resolve
 
 
-def message_frame(publication_text: str) -> str:
-    """The `message` push of a stored publication: its JSON with `"type"` in front."""
-    return '{"type":"message",' + publication_text[1:]
-
-
 def check_data_size(data: Any) -> None:
     """Refuse data whose JSON is over MAX_FRAME_BYTES (`too_large`)."""
     limit = realtime_settings.MAX_FRAME_BYTES

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import metrics, presence, protocol
 from .engine import Slice, get_engine
+from .engine.base import message_frame
 from .exceptions import (
     SERVICE_ERRORS,
     AlreadySubscribed,
@@ -32,7 +33,6 @@ from .exceptions import (
 )
 from .fanout import get_hub
 from .namespaces import Namespace, allowed, check_access, resolve
-from .publish import message_frame
 
 if TYPE_CHECKING:
     from .consumers import RealtimeConsumer
@@ -68,12 +68,6 @@ class Subscriptions:
         # Channels being joined: live publications heard before the position is read wait here.
         self.joining: dict[str, list[tuple[str, int, str]]] = {}
         self.fills: set[asyncio.Task] = set()  # history reads for gaps, cancelled when the socket goes
-
-    def __hash__(self) -> int:  # a hub target: identity
-        return id(self)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
 
     def user_info(self) -> dict[str, Any]:
         user = self.consumer.user

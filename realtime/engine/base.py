@@ -125,9 +125,14 @@ PUBLICATION_EVENT = "m"
 PRESENCE_EVENT = "p"
 
 
+def message_frame(publication_text: str) -> str:
+    """The `message` push of a stored publication: its JSON with `"type"` in front."""
+    return '{"type":"message",' + publication_text[1:]
+
+
 def publication_event(epoch: str, offset: int, ts: int, text: str) -> str:
     """The fan-out event of a stored publication: its position, its `ts`, its `message` frame."""
-    return f'{PUBLICATION_EVENT}{epoch} {offset} {ts} {{"type":"message",{text[1:]}'
+    return f"{PUBLICATION_EVENT}{epoch} {offset} {ts} {message_frame(text)}"
 
 
 def ts_of(head: str, tail: str) -> int:

@@ -14,15 +14,9 @@ POLL_LIMIT = 30.0  # a bound on waiting, far above what the timers promise; neve
 
 
 async def poll_rows(predicate, session_ids: list[str], limit: float = POLL_LIMIT) -> list[Connection]:
-    """Poll the database until `predicate(rows)` holds for these sessions' rows; fail after `limit` s."""
-    deadline = time.monotonic() + limit
-    while True:
-        rows = [row async for row in Connection.objects.filter(session_id__in=session_ids).order_by("pk")]
-        if len(rows) == len(session_ids) and predicate(rows):
-            return rows
-        if time.monotonic() > deadline:
-            pytest.fail(f"rows never reached the expected state within {limit} s: {[vars(r) for r in rows]}")
-        await asyncio.sleep(POLL)
+    """Poll the database until these sessions' rows all exist and `predicate(rows)` holds; fail after `limit` s."""
+    rows = Connection.objects.filter(session_id__in=session_ids)
+    return await poll_queryset(lambda found: len(found) == len(session_ids) and predicate(found), rows, limit)
 
 
 async def poll_queryset(predicate, queryset, limit: float = POLL_LIMIT) -> list[Connection]:

@@ -129,6 +129,8 @@ class DaphneServer:
 
     # ------------------------------------------------------------ lifecycle
 
+    workdir: Path = ROOT  # where the server process starts (its application's import root)
+
     def command(self) -> list[str]:
         """The server's command line."""
         daphne = [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(self.port)]
@@ -147,7 +149,7 @@ class DaphneServer:
         self._log_file.flush()
         self.proc = subprocess.Popen(
             self.command(),
-            cwd=ROOT,
+            cwd=self.workdir,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
