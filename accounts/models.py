@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import calendar
 import copy
+from collections.abc import Iterable
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
@@ -87,13 +88,26 @@ def revoke_credentials(user: AbstractBaseUser, reason: str, *, refresh: bool | N
     refresh tokens issued until now too, so no session of the user can mint new access
     tokens: a password change ends them all, and rotation cannot extend one past it.
     """
+    revoke_credentials_of([user], reason, refresh=refresh)
+
+
+def revoke_credentials_of(users: Iterable[AbstractBaseUser], reason: str, *, refresh: bool | None = None) -> None:
+    """`revoke_credentials` for many users: their records in one upsert, then one announcement per user."""
     _check_reason(reason)
+    users = list(users)
     if refresh is None:
         refresh = reason != "logout"
     now = timezone.now()
     changes = {"revoked_at": now, **({"refresh_revoked_at": now} if refresh else {})}
-    CredentialState.objects.update_or_create(user=user, defaults=changes)
-    announce_revocation(user, reason)
+    # One row per user, made on the first revocation: insert, or update just the fields of this one.
+    CredentialState.objects.bulk_create(
+        [CredentialState(user=user, **changes) for user in users],
+        update_conflicts=True,
+        unique_fields=["user"],
+        update_fields=list(changes),
+    )
+    for user in users:
+        announce_revocation(user, reason)
 
 
 def announce_revocation(user: AbstractBaseUser, reason: str) -> None:

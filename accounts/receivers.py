@@ -4,7 +4,8 @@ Deactivation (`is_active` True -> False), a new password and deletion revoke the
 user's credentials, whether they come from the admin, a form or plain ORM code.
 Changes are found without a query per save: `post_init` remembers the values the
 instance was loaded with and `post_save` compares. Not seen: `QuerySet.update()`
-and raw SQL (they send no signals), and saves through a proxy of the user model.
+and raw SQL (they send no signals; deactivate in bulk with `accounts.bulk.deactivate`),
+and saves through a proxy of the user model.
 `refresh_from_db()` sends no `post_init` for the instance itself: a change made
 elsewhere and then refreshed into it is revoked again at its next save (harmless
 but for tokens issued in between).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
@@ -13,15 +14,28 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 from django.views.decorators.http import require_POST
 
 from .control import disconnect_channels_sync
-from .models import Connection, Node, Room
+from .models import Connection, Membership, Node, Room
 from .node import STALE_CODE, STALE_REASON, stale_cutoff
 from .protocol import CloseCode
 
 logger = logging.getLogger(__name__)
+SESSION_PREFIX = 10  # characters of a session id in the list: `s_` and 8 hex digits
+
+
+class MembershipInline(admin.TabularInline):
+    """A room's members, one row each (`Room.members` has a declared through model: `Membership`)."""
+
+    model = Membership
+    extra = 1
+    autocomplete_fields = ("user",)
+    verbose_name = "member"
+    verbose_name_plural = "members"
 
 
 @admin.register(Room)
@@ -30,7 +44,7 @@ class RoomAdmin(admin.ModelAdmin):
 
     list_display = ("slug", "name", "member_count", "created_at")
     search_fields = ("slug", "name", "members__username")
-    filter_horizontal = ("members",)
+    inlines = (MembershipInline,)
     prepopulated_fields = {"slug": ("name",)}
 
     def get_queryset(self, request):
@@ -49,6 +63,11 @@ def close_code_label(code: int) -> str:
         return f"{code} {CloseCode(code).reason}"
     except ValueError:
         return str(code)
+
+
+def compact_time(value: datetime) -> str:
+    """`2026-12-02 04:38:05` in the current time zone: a list column, narrower than the locale's long form."""
+    return date_format(localtime(value), "Y-m-d H:i:s")
 
 
 class OpenFilter(admin.SimpleListFilter):
@@ -105,21 +124,10 @@ class ConnectionAdmin(RecordAdmin):
     force reconnect); the rows themselves stay read-only for everyone.
     """
 
-    list_display = (
-        "session_id",
-        "user",
-        "node",
-        "remote_addr",
-        "auth_method",
-        "opened_at",
-        "last_seen",
-        "closed_at",
-        "close_code",
-        "close_reason",
-        "token_expires_at",
-        "refresh_count",
-        "is_open",
-    )
+    # Fits a 1280 px screen next to the filters: who, state, when, how it ended, where, how it
+    # authenticated. The address, user agent, token expiry and refresh count are on the detail page.
+    list_display = ("session", "user", "state", "opened", "ended", "close", "node", "auth")
+    list_display_links = ("session",)
     list_filter = (
         OpenFilter,
         ("user", admin.RelatedOnlyFieldListFilter),
@@ -152,9 +160,50 @@ class ConnectionAdmin(RecordAdmin):
         ),
     )
 
-    @admin.display(description="open", boolean=True, ordering="closed_at")
-    def is_open(self, connection: Connection) -> bool:
-        return connection.is_open
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Connection]:
+        # `ended` sorts the "last seen / closed" column: the close when there is one, else the last beat.
+        return super().get_queryset(request).annotate(ended_at=Coalesce("closed_at", "last_seen"))
+
+    def changelist_view(self, request, extra_context=None):
+        # Without the app sidebar (the breadcrumbs lead back): the table and its filters get the width.
+        extra_context = {**(extra_context or {}), "is_nav_sidebar_enabled": False}
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="session", ordering="session_id")
+    def session(self, connection: Connection) -> str:
+        """The id's start (enough to tell rows apart and to search by); the whole id on hover."""
+        short = connection.session_id[:SESSION_PREFIX]
+        suffix = "…" if len(connection.session_id) > SESSION_PREFIX else ""
+        return format_html('<span title="{}">{}{}</span>', connection.session_id, short, suffix)
+
+    @admin.display(description="state", ordering="closed_at")
+    def state(self, connection: Connection) -> str:
+        return "open" if connection.is_open else "closed"
+
+    @admin.display(description="opened", ordering="opened_at")
+    def opened(self, connection: Connection) -> str:
+        return compact_time(connection.opened_at)
+
+    @admin.display(description="last seen / closed", ordering="ended_at")
+    def ended(self, connection: Connection) -> str:
+        """Open: the process's last beat for the socket; closed: when it closed."""
+        return compact_time(connection.closed_at or connection.last_seen)
+
+    @admin.display(description="close", ordering="close_code")
+    def close(self, connection: Connection) -> str:
+        """`4503 session_expired`: the code and the reason the server sent (the code's own reason when none)."""
+        if connection.close_code is None:
+            return self.get_empty_value_display()
+        if connection.close_reason:
+            return f"{connection.close_code} {connection.close_reason}"
+        return close_code_label(connection.close_code)
+
+    @admin.display(description="auth", ordering="auth_method")
+    def auth(self, connection: Connection) -> str:
+        """The short name (`header`, `query`, `cookie`, `frame`); the long one on hover."""
+        if not connection.auth_method:
+            return self.get_empty_value_display()
+        return format_html('<span title="{}">{}</span>', connection.get_auth_method_display(), connection.auth_method)
 
     def has_control_permission(self, request: HttpRequest) -> bool:
         """Staff with the change permission on Connection may disconnect live sockets."""

@@ -16,7 +16,7 @@ class Room(models.Model):
 
     slug = models.CharField(max_length=128, unique=True, validators=[channel_name_part])
     name = models.CharField(max_length=200)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="rooms", blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="rooms", blank=True, through="Membership")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -29,6 +29,26 @@ class Room(models.Model):
     def channel(self) -> str:
         """The channel name of this room."""
         return f"room:{self.slug}"
+
+
+class Membership(models.Model):
+    """A user's membership of a room: the table Django made for `Room.members`, declared.
+
+    Declared so that deleting memberships sends `pre_delete` for each row, however it is
+    done (`remove()`, `clear()`, a queryset delete on `Room.members.through`, a deleted
+    room): Django sends no delete signals for an auto-created through model, and
+    `realtime.receivers` ends the room's channel for the user on that signal.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        db_table = "realtime_room_members"
+        unique_together = [("room", "user")]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} in room {self.room_id}"
 
 
 class Node(models.Model):

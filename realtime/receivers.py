@@ -1,20 +1,22 @@
 """Signal receivers: revoked credentials end every socket of the user, a Django logout or a deleted
-session the sockets its cookie authenticated, room changes the channels, on every process."""
+session the sockets its cookie authenticated, an ended room membership the room's channel, on every process."""
 
 from __future__ import annotations
 
 import logging
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.models import Session
 from django.db import transaction
-from django.db.models.signals import m2m_changed, post_delete, pre_delete
+from django.db.models import QuerySet
+from django.db.models.signals import post_delete, pre_delete
 from django.dispatch import receiver
 
 from accounts.signals import credentials_revoked
 
 from .control import disconnect_django_session_sync, disconnect_user_sync, end_channel_for_user_sync
-from .models import Room
+from .models import Membership, Room
 from .protocol import CloseCode
 
 logger = logging.getLogger(__name__)
@@ -51,24 +53,31 @@ def _end_django_session(session_key: str) -> None:
         logger.exception("could not reach the sockets of a Django session")
 
 
-@receiver(m2m_changed, sender=Room.members.through, dispatch_uid="realtime.room_members_changed")
-def room_members_changed(sender, instance, action: str, reverse: bool, pk_set, **kwargs) -> None:
-    """Members removed from a room lose its channel at once, on every process."""
-    if action not in ("pre_remove", "pre_clear"):
-        return
-    if reverse:  # user.rooms.remove(room): instance is the user, pk_set the rooms
-        pairs = [(instance.pk, room.channel) for room in Room.objects.filter(pk__in=pk_set or [])]
-    else:
-        members = instance.members.all() if action == "pre_clear" else instance.members.filter(pk__in=pk_set or [])
-        pairs = [(user_pk, instance.channel) for user_pk in members.values_list("pk", flat=True)]
-    transaction.on_commit(lambda: _end_channels(pairs))
+@receiver(pre_delete, sender=Membership, dispatch_uid="realtime.membership_deleted")
+def membership_deleted(sender, instance: Membership, origin, using: str, **kwargs) -> None:
+    """A member left a room, however it was done: they lose its channel at once, on every process.
+
+    One receiver for every way a membership row goes (`remove()`, `clear()`, `set()`, a queryset
+    delete on `Room.members.through`, a deleted room), so each is ended once. Not seen:
+    `QuerySet.update()` and raw SQL (docs/operations.md, "Bulk changes").
+    """
+    if _deletes_users(origin):
+        return  # the deletion revokes the user's credentials: every socket of theirs ends (4503)
+    pairs = [(instance.user_id, _room_channel(instance.room_id, origin))]
+    transaction.on_commit(lambda: _end_channels(pairs), using=using)
 
 
-@receiver(pre_delete, sender=Room, dispatch_uid="realtime.room_deleted")
-def room_deleted(sender, instance: Room, **kwargs) -> None:
-    """A deleted room ends its channel for every member."""
-    pairs = [(user_pk, instance.channel) for user_pk in instance.members.values_list("pk", flat=True)]
-    transaction.on_commit(lambda: _end_channels(pairs))
+def _deletes_users(origin) -> bool:
+    user_model = get_user_model()
+    return isinstance(origin, user_model) or (isinstance(origin, QuerySet) and issubclass(origin.model, user_model))
+
+
+def _room_channel(room_pk: int, origin) -> str:
+    # Read now: once the transaction commits, a deleted room is gone. A room deleted
+    # with its memberships is the origin itself: no query.
+    if isinstance(origin, Room) and origin.pk == room_pk:
+        return origin.channel
+    return Room.objects.only("slug").get(pk=room_pk).channel
 
 
 def _end_channels(pairs: list[tuple[int, str]]) -> None:
