@@ -26,14 +26,21 @@ from rest_framework.views import APIView
 from accounts.errors import APIError
 
 from . import metrics, protocol
+from .conf import realtime_settings
 from .engine import Slice
 from .exceptions import SERVICE_ERRORS, BadRequest, RealtimeError, Unavailable, backing_service
+from .limits import KeyedBuckets
 from .models import Room
 from .namespaces import Namespace, check_access, resolve
 from .publish import check_data_size, publish_sync
 from .reading import read_history, read_presence
 
 PUBLISH_PERMISSION = "realtime.publish"
+
+# PUBLISH_BYTES_PER_SECOND per user over HTTP, as per connection over a socket: a publisher's
+# token in a loop could otherwise fill Redis. Per process (no Redis round trip per request), so
+# a user behind N processes may publish up to N times the rate.
+PUBLISH_QUOTAS = KeyedBuckets()
 
 # Error code -> HTTP status. A code missing here (already_subscribed, not_subscribed,
 # limit_exceeded, internal) cannot come from an HTTP request: it is a server fault, 500.
@@ -135,10 +142,15 @@ class PublishView(RealtimeAPIView):
     parser_classes = [StrictJSONParser]
 
     def post(self, request: Request) -> Response:
-        """201 `{channel, epoch, offset}` of the new publication."""
+        """201 `{channel, epoch, offset}` of the new publication; 429 over the user's byte quota."""
         channel, data = publish_request(request.data)
+        user, rate = request.user.pk, realtime_settings.PUBLISH_BYTES_PER_SECOND
+
+        def allow(size: int) -> bool:
+            return PUBLISH_QUOTAS.take(user, size, rate=rate)
+
         with service_errors():
-            published = publish_sync(channel, data, user=None)
+            published = publish_sync(channel, data, user=None, allow=allow)
         return Response({"channel": channel, "epoch": published.epoch, "offset": published.offset}, status=201)
 
 

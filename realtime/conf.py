@@ -71,10 +71,26 @@ OPTIONS: dict[str, Option] = {
     "ERROR_WINDOW": Option(float, 60.0, "Seconds over which MAX_ERRORS is counted.", minimum=1),
     "RATE": Option(float, 50.0, "Frames per second a connection may send (token bucket refill).", minimum=0.1),
     "RATE_BURST": Option(int, 100, "Token bucket size: frames a connection may send in a burst.", minimum=1),
+    "PUBLISH_BYTES_PER_SECOND": Option(
+        int, 262144, "Bytes of publications a connection (or an HTTP API user) may publish per second.", minimum=1024
+    ),
+    "MAX_REPLY_BYTES": Option(
+        int, 1048576, "Bytes of publications in one `history` or `subscribed` reply.", minimum=1024
+    ),
     "MAX_SUBSCRIPTIONS": Option(int, 100, "Subscriptions per connection (`limit_exceeded`).", minimum=1),
     "MAX_CONNECTIONS_PER_USER": Option(int, 20, "Open sockets per user on all processes (4529).", minimum=1),
+    "MAX_UNAUTHENTICATED": Option(
+        int, 1000, "Sockets without credentials yet, per process (more are refused at the handshake).", minimum=1
+    ),
+    "MAX_UNAUTHENTICATED_PER_ADDRESS": Option(
+        int, 20, "Sockets without credentials yet, per client address and process (more are refused).", minimum=1
+    ),
     "SEND_QUEUE_BYTES": Option(int, 1048576, "Bytes queued for a slow client before close 4013.", minimum=1024),
     "NODE_HEARTBEAT": Option(float, 5.0, "Seconds between a server process's liveness beats.", minimum=0.1),
+    "DELIVERY_CHECK": Option(
+        float, 5.0, "Seconds between a process's checks that its subscribers got each channel's last publication.",
+        minimum=0.1,
+    ),
     "CLEANUP_INTERVAL": Option(float, 5.0, "Seconds between stale-session cleanups inside the server.", minimum=0.1),
     "SESSION_RETENTION": Option(float, 7 * 86400.0, "Seconds closed session rows are kept before purging."),
     "NAMESPACES": Option(dict, DEFAULT_NAMESPACES, "Channel namespaces and their rules (see docs/configuration.md)."),

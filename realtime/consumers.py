@@ -91,6 +91,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.bad_frames: ErrorWindow | None = None
         self.rate_errors: ErrorWindow | None = None
         self.groups: list[str] = []
+        self.publish_bytes: TokenBucket | None = None  # PUBLISH_BYTES_PER_SECOND (realtime.handlers.handle_publish)
         self.subscriptions = Subscriptions(self)
         self.record: resumption.SessionRecord | None = None  # the session's record for resume, once authenticated
         self.ping_sent_at: float | None = None  # when the heartbeat `ping` was queued, until its `pong`
@@ -141,6 +142,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.outbox = Outbox(self.base_send, settings["SEND_QUEUE_BYTES"])
         LIVE.add(self)  # for a graceful shutdown: realtime.live.say_going_away
         metrics.connection_opened()
+        self.publish_bytes = TokenBucket(settings["PUBLISH_BYTES_PER_SECOND"], settings["PUBLISH_BYTES_PER_SECOND"])
 
         # Close codes only work after accept: closing before it is an HTTP 403.
         await self.base_send({"type": "websocket.accept"})

@@ -7,7 +7,10 @@ and hands the same frame text to every local subscription of the channel: a dict
 an offset comparison and a queue append per subscriber, no channel-layer message, no
 decoding, no task. Order and completeness stay per subscription (`realtime.subscriptions`
 checks offsets and fills gaps from history), so an event lost on the process's one
-subscription (a Redis reconnect) is healed from history as before.
+subscription (a Redis reconnect) is healed from history as before. A lost event that
+nothing follows (a quiet channel's last publication) shows no gap: every DELIVERY_CHECK
+seconds the hub reads the stored position of all its channels in one batch and hands it
+to their subscribers (`Hub.check`).
 
 Presence changes travel the same way (`broadcast`). Control events for one socket or
 one user (revocation, admin actions, room removal) stay on the channel layer
@@ -25,8 +28,10 @@ import weakref
 from typing import Any, Protocol
 
 from . import metrics, protocol
-from .engine import Engine, get_engine
+from .conf import realtime_settings
+from .engine import Engine, Position, get_engine
 from .engine.base import PRESENCE_EVENT, PUBLICATION_EVENT, Listener, PresenceChange
+from .node import _advisory
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +48,22 @@ class Target(Protocol):
     def on_resubscribed(self, channel: str) -> None:
         """Events of the channel may have been lost: check the position against history."""
 
+    def on_stored(self, channel: str, position: Position | None) -> None:
+        """The channel's stored position one delivery check ago (None: no stream): heal if behind it."""
+
+
+_UNCHECKED = object()  # a channel's stored position before its first delivery check
+
 
 class _Channel:
     """The local subscribers of one channel, and the engine subscription they share."""
 
-    __slots__ = ("ready", "targets")
+    __slots__ = ("ready", "stored", "targets")
 
     def __init__(self) -> None:
         self.targets: dict[Target, None] = {}  # insertion-ordered set
         self.ready: asyncio.Future | None = None  # resolved once the engine subscription is confirmed
+        self.stored: Position | None | object = _UNCHECKED  # read by the last delivery check
 
 
 class Hub:
@@ -61,6 +73,8 @@ class Hub:
         self.engine = engine
         self.channels: dict[str, _Channel] = {}
         self._listener: Listener | None = None
+        self._checker: asyncio.Task | None = None  # the delivery check, while there are channels
+        self._check_failing: set[str] = set()  # (the node beat's once-per-streak logging)
 
     @property
     def listener(self) -> Listener:
@@ -74,6 +88,7 @@ class Hub:
         if entry is None:
             entry = self.channels[channel] = _Channel()
             entry.ready = asyncio.ensure_future(self.listener.subscribe(channel))
+            self._start_checking()
         entry.targets[target] = None
         try:
             # Shielded: one subscriber giving up (its socket closed) must not cancel it for the others.
@@ -136,8 +151,47 @@ class Hub:
             for target in list(entry.targets):
                 target.on_resubscribed(channel)
 
+    # ---------------------------------------------------------------- the delivery check
+
+    def _start_checking(self) -> None:
+        if self._checker is None or self._checker.done():
+            self._checker = asyncio.ensure_future(self._check_periodically())
+
+    async def _check_periodically(self) -> None:
+        """`check()` every DELIVERY_CHECK seconds while this loop serves a channel (then it ends)."""
+        while self.channels:
+            await asyncio.sleep(realtime_settings.DELIVERY_CHECK)
+            # Redis away: one warning per streak; the listener reconnects and its subscribers heal anyway.
+            await _advisory("delivery check", self.check, self._check_failing)
+
+    async def check(self) -> None:
+        """Catch publications the fan-out lost with nothing after them to reveal the gap.
+
+        Reads the stored position of every channel served here in one batch (one engine call per
+        period, whatever the number of subscribers) and hands each subscriber the position read at
+        the *previous* check: a publication stored a whole period ago and still not delivered was
+        lost. (The position of now would also name publications whose events are on their way, and
+        send every busy channel's subscribers to history at each check.) So a lost last publication
+        is delivered within two periods.
+        """
+        channels = list(self.channels)
+        if not channels:
+            return
+        stored = await self.engine.positions(channels)
+        for channel, position in stored.items():
+            entry = self.channels.get(channel)
+            if entry is None:
+                continue
+            previous, entry.stored = entry.stored, position
+            if previous is not _UNCHECKED:
+                for target in list(entry.targets):
+                    target.on_stored(channel, previous)
+
     async def close(self) -> None:
         self.channels.clear()
+        if self._checker is not None:
+            self._checker.cancel()
+            self._checker = None
         if self._listener is not None:
             listener, self._listener = self._listener, None
             await listener.close()

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 from accounts.tokens import CredentialsError, ExpiredCredentials, authenticate_token
 
 from . import metrics, protocol, sessions
-from .exceptions import BadRequest, Disconnect, Forbidden, Unauthorized, Unavailable, backing_service
+from .exceptions import (
+    BadRequest,
+    Disconnect,
+    Forbidden,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    backing_service,
+    with_id,
+)
 from .protocol import CloseCode
 from .publish import publish
 from .reading import read_history, read_presence
@@ -90,12 +99,21 @@ async def handle_unsubscribe(consumer: RealtimeConsumer, request: protocol.Unsub
 
 
 async def handle_publish(consumer: RealtimeConsumer, request: protocol.Publish) -> None:
-    """`publish` where the namespace allows this user; the position comes back in `published`."""
+    """`publish` where the namespace allows this user; the position comes back in `published`.
+
+    Over the connection's PUBLISH_BYTES_PER_SECOND it is `rate_limited` and not published,
+    an error that counts toward the 4008 close as the frame rate's do (`handle_error`).
+    """
     subs = consumer.subscriptions
     namespace, name = await subs.resolve(request.channel, request.id)
     await subs.check_publish(namespace, name, request.channel, request.id)
-    async with backing_service(request.id):
-        published = await publish(request.channel, request.data, user=consumer.user.pk)
+    try:
+        async with backing_service(request.id):
+            published = await publish(
+                request.channel, request.data, user=consumer.user.pk, allow=consumer.publish_bytes.take
+            )
+    except RateLimited as exc:
+        raise with_id(exc, request.id) from None
     consumer.send_frame(protocol.published(request.id, request.channel, published.epoch, published.offset))
 
 

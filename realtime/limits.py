@@ -1,15 +1,26 @@
-"""Per-connection limits with no I/O: a token bucket for the frame rate and a
-sliding window that counts errors (PROTOCOL section 8)."""
+"""Limits with no I/O (PROTOCOL section 8): a token bucket for the frame rate and for the
+bytes published, the same buckets per key (a user) for the HTTP API, and a sliding window
+that counts errors."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
 
+def utf8_size(text: str) -> int:
+    """The length of `text` in UTF-8 bytes; an ASCII text (the common case) is not encoded to know it."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 class TokenBucket:
-    """Allow `rate` events per second with bursts of `burst`."""
+    """Allow `rate` units per second (frames, or bytes) with bursts of `burst`.
+
+    An amount larger than the whole burst (a publication over one second's worth of bytes)
+    is let through from a full bucket and leaves it owing, rather than being refused for ever.
+    """
 
     __slots__ = ("rate", "burst", "tokens", "stamp", "clock")
 
@@ -20,15 +31,52 @@ class TokenBucket:
         self.clock = clock
         self.stamp = clock()
 
-    def take(self) -> bool:
-        """Spend one token; False when the bucket is empty (the event is over the rate)."""
+    def take(self, amount: float = 1) -> bool:
+        """Spend `amount` tokens; False, spending nothing, when there are not enough (over the rate)."""
         now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= min(amount, self.burst):
+            self.tokens -= amount
             return True
         return False
+
+    def full(self) -> bool:
+        """True when the bucket has refilled completely: it is as good as a new one."""
+        return self.tokens + (self.clock() - self.stamp) * self.rate >= self.burst
+
+
+class KeyedBuckets:
+    """One `TokenBucket` per key (a user), each of `rate` with one second's worth as its burst.
+
+    For limits that outlive a connection (the HTTP API's publish quota). The table holds at
+    most `max_keys` buckets: when it is full, buckets that refilled are forgotten (a new one
+    is the same), then the oldest ones. Thread-safe: sync views may run in several threads.
+    """
+
+    __slots__ = ("buckets", "max_keys", "clock", "lock")
+
+    def __init__(self, max_keys: int = 10000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.buckets: dict[object, TokenBucket] = {}
+        self.max_keys = max_keys
+        self.clock = clock
+        self.lock = threading.Lock()
+
+    def take(self, key: object, amount: float, *, rate: float) -> bool:
+        """Spend `amount` from `key`'s bucket (made on first use, or anew when `rate` changed)."""
+        with self.lock:
+            bucket = self.buckets.get(key)
+            if bucket is None or bucket.rate != rate:
+                if bucket is None and len(self.buckets) >= self.max_keys:
+                    self._make_room()
+                bucket = self.buckets[key] = TokenBucket(rate, rate, self.clock)
+            return bucket.take(amount)
+
+    def _make_room(self) -> None:
+        for key in [key for key, bucket in self.buckets.items() if bucket.full()]:
+            del self.buckets[key]
+        while len(self.buckets) >= self.max_keys:
+            del self.buckets[next(iter(self.buckets))]
 
 
 class ErrorWindow:

@@ -13,6 +13,8 @@ The publication gets the channel's next offset and goes into history, and its
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -21,7 +23,8 @@ from . import metrics
 from .conf import realtime_settings
 from .engine import Published, get_engine, publication_parts
 from .engine.base import now_ms
-from .exceptions import TooLarge
+from .exceptions import RateLimited, TooLarge
+from .limits import utf8_size
 from .namespaces import resolve
 
 
@@ -32,11 +35,15 @@ def check_data_size(data: Any) -> None:
         raise TooLarge(f"`data` over {limit} bytes.")
 
 
-async def publish(channel: str, data: Any, *, user: int | None = None) -> Published:
+async def publish(
+    channel: str, data: Any, *, user: int | None = None, allow: Callable[[int], bool] | None = None
+) -> Published:
     """Publish `data` to `channel` as user id `user` (None: the server); returns its position.
 
     Raises `BadRequest`/`UnknownNamespace` for a bad channel. Permissions are the
-    caller's business: this is the server side, which may publish anywhere.
+    caller's business: this is the server side, which may publish anywhere. A quota
+    (PUBLISH_BYTES_PER_SECOND) is `allow`: given the publication's size in bytes, the
+    serialisation that is stored, before it is stored; False refuses it (`RateLimited`).
     """
     namespace, _ = resolve(channel)
     ts = now_ms()
@@ -44,6 +51,8 @@ async def publish(channel: str, data: Any, *, user: int | None = None) -> Publis
     # Stored and fanned out in one step of the engine: every process serving the channel hears it once.
     published = await get_engine().publish(channel, head, tail, size=namespace.history_size, ttl=namespace.history_ttl)
     metrics.published()
+    if allow is not None and not allow(utf8_size(head) + utf8_size(tail)):
+        raise RateLimited("Publishing more bytes per second than PUBLISH_BYTES_PER_SECOND allows; not published.")
     return published
 
 

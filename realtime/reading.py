@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import presence
+from .conf import realtime_settings
 from .engine import Slice, get_engine
 from .exceptions import PermissionDenied, backing_service
 from .namespaces import Namespace
@@ -12,11 +13,15 @@ from .protocol import Position
 
 
 async def read_history(channel: str, namespace: Namespace, since: Position | None, limit: int | None) -> Slice:
-    """Publications after `since` (the oldest `limit` of them), or the newest `limit` (default: all kept)."""
-    engine = get_engine()
+    """Publications after `since` (the oldest `limit` of them), or the newest `limit` (default: all kept).
+
+    Of those, only what fits in MAX_REPLY_BYTES: after `since` the oldest (the client pages
+    forward from the last offset it got), else the newest.
+    """
+    engine, ttl, max_bytes = get_engine(), namespace.history_ttl, realtime_settings.MAX_REPLY_BYTES
     if since is not None:
-        return await engine.since(channel, since.epoch, since.offset, ttl=namespace.history_ttl, limit=limit)
-    return await engine.latest(channel, limit or namespace.history_size, ttl=namespace.history_ttl)
+        return await engine.since(channel, since.epoch, since.offset, ttl=ttl, limit=limit, max_bytes=max_bytes)
+    return await engine.latest(channel, limit or namespace.history_size, ttl=ttl, max_bytes=max_bytes)
 
 
 async def read_presence(channel: str, namespace: Namespace, request_id=None) -> list[dict[str, Any]]:

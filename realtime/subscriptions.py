@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import metrics, presence, protocol
-from .engine import Slice, get_engine
+from .engine import Position, Slice, get_engine
 from .engine.base import message_frame
 from .exceptions import (
     SERVICE_ERRORS,
@@ -173,11 +173,16 @@ class Subscriptions:
                 self.consumer.send_frame(protocol.unsubscribed(None, channel, INSUFFICIENT_STATE))
 
     async def _read(self, channel: str, namespace: Namespace, recover: protocol.Position | None) -> Slice:
+        """The position, and with `recover` the replay: when it is over MAX_REPLY_BYTES, the newest
+        publications that fit (incomplete: `recovered: false`), which the live stream follows without a gap."""
         engine = get_engine()
         if recover is None:
             position = await engine.position(channel, ttl=namespace.history_ttl)
             return Slice(position.epoch, position.offset, [], False)
-        return await engine.since(channel, recover.epoch, recover.offset, ttl=namespace.history_ttl)
+        max_bytes = self.consumer.settings["MAX_REPLY_BYTES"]
+        return await engine.since(
+            channel, recover.epoch, recover.offset, ttl=namespace.history_ttl, max_bytes=max_bytes, newest=True
+        )
 
     async def unsubscribe(self, request: protocol.Unsubscribe) -> None:
         """`unsubscribe`: leave the channel now."""
@@ -269,6 +274,13 @@ class Subscriptions:
         if sub is not None and sub.held is None and not self.consumer.closing:
             sub.held = []
             self._start_fill(sub)
+
+    def on_stored(self, channel: str, position: Position | None) -> None:
+        """The hub's delivery check: what the channel stored a period ago. Behind it (a lost last
+        publication, another epoch, no stream any more), read history as after a reconnect."""
+        sub = self.active.get(channel)
+        if sub is not None and (position is None or position.epoch != sub.epoch or position.offset > sub.offset):
+            self.on_resubscribed(channel)
 
     def _start_fill(self, sub: Subscription) -> None:
         task = asyncio.ensure_future(self.fill(sub))

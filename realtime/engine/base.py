@@ -36,7 +36,8 @@ class Slice:
     """Publications read from history, oldest first, with the channel's position.
 
     `complete` is False when the requested position is in another epoch or has
-    fallen out of history: some publications after it are gone.
+    fallen out of history (some publications after it are gone), and when the read
+    was cut short by its `limit` or `max_bytes` (some are not in this slice).
     """
 
     epoch: str
@@ -190,12 +191,40 @@ class Engine(ABC):
         """The channel's epoch and newest offset (creating the epoch if the channel has none)."""
 
     @abstractmethod
-    async def since(self, channel: str, epoch: str, offset: int, *, ttl: int, limit: int | None = None) -> Slice:
-        """Publications after `(epoch, offset)`, oldest first; at most `limit` (the oldest ones)."""
+    async def positions(self, channels: list[str]) -> dict[str, Position | None]:
+        """Each channel's stored epoch and newest offset, all in one step (the delivery check).
+
+        None where there is no stream to vouch for (history gone, or on Redis stamped by another
+        server instance); nothing is created, so the next `since` mints the new epoch.
+        """
+
+    # A read bounded by `max_bytes` (MAX_REPLY_BYTES) holds publications whose texts total at most
+    # that many UTF-8 bytes, except that the first one always comes (so a reader paging forward
+    # moves on past a publication larger than the bound). The bound holds while reading too: a
+    # backend never loads more than the bound (and a small chunk) to cut it afterwards.
 
     @abstractmethod
-    async def latest(self, channel: str, limit: int, *, ttl: int) -> Slice:
-        """The newest `limit` publications, oldest first."""
+    async def since(
+        self,
+        channel: str,
+        epoch: str,
+        offset: int,
+        *,
+        ttl: int,
+        limit: int | None = None,
+        max_bytes: int | None = None,
+        newest: bool = False,
+    ) -> Slice:
+        """Publications after `(epoch, offset)`, oldest first: at most `limit`, and at most `max_bytes`.
+
+        When they do not all fit, the oldest ones that do (a page: the next read starts after its
+        last offset), or with `newest` the newest ones that do (a replay that ends at the channel's
+        offset, so that the live stream follows it without a gap).
+        """
+
+    @abstractmethod
+    async def latest(self, channel: str, limit: int, *, ttl: int, max_bytes: int | None = None) -> Slice:
+        """The newest `limit` publications (of those, the newest that fit in `max_bytes`), oldest first."""
 
     # ---------------------------------------------------------------- presence
 

@@ -10,10 +10,12 @@ import asyncio
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
+from ..limits import utf8_size
 from .base import (
     Engine,
     Listener,
@@ -35,8 +37,20 @@ from .base import (
 class _Stream:
     epoch: str
     offset: int = 0
-    history: deque = field(default_factory=deque)
+    history: deque = field(default_factory=deque)  # (offset, text, its UTF-8 size), oldest first
     expires_at: float | None = None
+
+
+def _fit(entries: Iterable[tuple[int, str, int]], limit: int | None, max_bytes: int | None) -> tuple[list[str], bool]:
+    """The texts of `entries`, in their order, up to `limit` and `max_bytes` (the first always); True when cut."""
+    texts: list[str] = []
+    total = 0
+    for _, text, size in entries:
+        if (limit is not None and len(texts) >= limit) or (max_bytes and texts and total + size > max_bytes):
+            return texts, True
+        texts.append(text)
+        total += size
+    return texts, False
 
 
 @dataclass
@@ -97,9 +111,16 @@ class MemoryEngine(Engine):
         self.slots: dict[str, dict[str, float]] = {}  # user -> slot -> expiry (connection limit)
         self.listeners: weakref.WeakSet[MemoryListener] = weakref.WeakSet()
 
-    def _stream(self, channel: str, ttl: int) -> _Stream:
+    def _stored(self, channel: str) -> _Stream | None:
+        """The channel's stream, None when it has none (never there, or expired)."""
         stream = self.streams.get(channel)
-        if stream is None or (stream.expires_at is not None and self.clock() >= stream.expires_at):
+        if stream is not None and stream.expires_at is not None and self.clock() >= stream.expires_at:
+            return None
+        return stream
+
+    def _stream(self, channel: str, ttl: int) -> _Stream:
+        stream = self._stored(channel)
+        if stream is None:
             # history gone (never there, or expired): a new epoch
             stream = self.streams[channel] = _Stream(new_epoch())
             stream.expires_at = self.clock() + ttl if ttl else None
@@ -119,7 +140,7 @@ class MemoryEngine(Engine):
         if size:
             if stream.history.maxlen != size:
                 stream.history = deque(stream.history, maxlen=size)
-            stream.history.append((stream.offset, text))
+            stream.history.append((stream.offset, text, utf8_size(text)))  # sized once, not at every read
         stream.expires_at = self.clock() + ttl if ttl else None
         self._emit(channel, publication_event(stream.epoch, stream.offset, ts_of(head, tail), text))
         return Published(stream.epoch, stream.offset, text)
@@ -140,20 +161,39 @@ class MemoryEngine(Engine):
         stream = self._stream(channel, ttl)
         return Position(stream.epoch, stream.offset)
 
-    async def since(self, channel: str, epoch: str, offset: int, *, ttl: int, limit: int | None = None) -> Slice:
+    async def positions(self, channels: list[str]) -> dict[str, Position | None]:
+        streams = {channel: self._stored(channel) for channel in channels}
+        return {name: None if s is None else Position(s.epoch, s.offset) for name, s in streams.items()}
+
+    async def since(
+        self,
+        channel: str,
+        epoch: str,
+        offset: int,
+        *,
+        ttl: int,
+        limit: int | None = None,
+        max_bytes: int | None = None,
+        newest: bool = False,
+    ) -> Slice:
         stream = self._stream(channel, ttl)
         if epoch != stream.epoch or offset > stream.offset:
             return Slice(stream.epoch, stream.offset, [], complete=False)
-        items = [text for off, text in stream.history if off > offset]
-        complete = len(items) == stream.offset - offset
-        if limit is not None:
-            items = items[:limit]
-        return Slice(stream.epoch, stream.offset, items, complete)
+        history = stream.history
+        # Offsets are contiguous: the entries after `offset` are the last `kept` ones.
+        kept = min(len(history), stream.offset - offset)
+        if newest:
+            texts, cut = _fit(islice(reversed(history), kept), limit, max_bytes)
+            texts.reverse()
+        else:
+            texts, cut = _fit(islice(history, len(history) - kept, None), limit, max_bytes)
+        return Slice(stream.epoch, stream.offset, texts, not cut and kept == stream.offset - offset)
 
-    async def latest(self, channel: str, limit: int, *, ttl: int) -> Slice:
+    async def latest(self, channel: str, limit: int, *, ttl: int, max_bytes: int | None = None) -> Slice:
         stream = self._stream(channel, ttl)
-        items = [text for _, text in stream.history]
-        return Slice(stream.epoch, stream.offset, items[-limit:] if limit else [])
+        texts, _ = _fit(islice(reversed(stream.history), limit), None, max_bytes)
+        texts.reverse()
+        return Slice(stream.epoch, stream.offset, texts)
 
     # ---------------------------------------------------------------- presence
 

@@ -2,7 +2,12 @@
 
 Per channel (all keys from `RedisEngine.key`):
 
-- `<prefix>:m:<channel>` hash `{epoch, offset}`: the stream's position.
+- `<prefix>:m:<channel>` hash `{epoch, offset, server}`: the stream's position, and the
+  Redis server instance (`run_id`) that minted the epoch or last vouched for it.
+- `<prefix>:server` string: this server instance's `run_id`, deleted by each new connection
+  (`RedisEngine` connection hook) and written again by the next stream script. A hash
+  stamped by another instance gets a new epoch: the data may have been rolled back
+  (restarted from an older snapshot, failed over to a replica that lagged).
 - `<prefix>:h:<channel>` list of publication texts, newest first, trimmed to the
   history size. Offsets are contiguous, so the publication with offset `o` sits at
   index `top - o`; reading "everything after `o`" is one LRANGE.
@@ -63,16 +68,48 @@ from .base import (
 
 logger = logging.getLogger(__name__)
 
-# KEYS: meta, list, fan-out channel. ARGV: epoch candidate, size, ttl, head, tail, ts.
+POSITIONS_BATCH = 1000  # channels per POSITIONS call: one round trip usually, never one long script
+
+# The stream's epoch, bound to the Redis server instance that holds the data. KEYS[1] meta,
+# KEYS[2] list; `server_key` (`<prefix>:server`) names the instance: its INFO `run_id`, written
+# by the first script after every connection's `RedisEngine.on_connect` deleted it (a restarted
+# or failed-over server is reached on new connections only, so a stale name from a snapshot is
+# gone before any script reads it). A channel stamped by another instance may have been rolled
+# back (restarted from an older snapshot, a replica that lagged), so it gets a new epoch from
+# `candidate` and its offsets start again, exactly as a channel whose hash is gone.
+# stored(meta_key, server) -> epoch, newest offset; false, 0 when there is none this server vouches for.
+# stream(server_key, candidate) -> epoch, newest offset, created (true when minted now).
+_STREAM = """
+local function this_server(server_key)
+  local server = redis.call('GET', server_key)
+  if not server then
+    server = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+    redis.call('SET', server_key, server)
+  end
+  return server
+end
+local function stored(meta_key, server)
+  local meta = redis.call('HMGET', meta_key, 'epoch', 'offset', 'server')
+  if meta[1] and meta[3] == server then return meta[1], tonumber(meta[2]) end
+  return false, 0
+end
+local function stream(server_key, candidate)
+  local server = this_server(server_key)
+  local epoch, top = stored(KEYS[1], server)
+  if epoch then return epoch, top, false end
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', candidate, 'offset', 0, 'server', server)
+  return candidate, 0, true
+end
+"""
+
+# KEYS: meta, list, fan-out channel, server. ARGV: epoch candidate, size, ttl, head, tail, ts.
 # The fan-out event (realtime.engine.base.publication_event) is published in the same script,
 # so the events of a channel go out in offset order whoever publishes.
-PUBLISH = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-end
+PUBLISH = (
+    _STREAM
+    + """
+local epoch = stream(KEYS[4], ARGV[1])
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local text = ARGV[4] .. '"epoch":"' .. epoch .. '","offset":' .. offset .. ARGV[5]
 local size = tonumber(ARGV[2])
@@ -89,35 +126,80 @@ if ttl > 0 then
 end
 return {epoch, offset}
 """
+)
 
-# KEYS: meta, list. ARGV: epoch candidate, ttl, mode ("pos" | "since" | "latest"), epoch, offset, limit.
-READ = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-local top = 0
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-  if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
-else
-  top = tonumber(redis.call('HGET', KEYS[1], 'offset'))
-end
+# KEYS: meta, list, server. ARGV: epoch candidate, ttl, mode ("pos" | "since" | "recent" | "latest"), epoch,
+# offset, limit (-1: none), max_bytes (0: none). Returns {epoch, top, complete, items newest first}.
+# take(): the list read CHUNK items at a time, stopping at `limit` items or before `budget` bytes
+# (the first item always), so a bounded read never loads the whole list into the script's memory.
+READ = (
+    _STREAM
+    + """
+local epoch, top, created = stream(KEYS[3], ARGV[1])
+if created and tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
 local mode = ARGV[3]
 if mode == 'pos' then return {epoch, top, 1, {}} end
+local CHUNK = 32
+-- Up to `count` items from index `first` by `step` (1: toward older, -1: toward newer), in that
+-- order; and 1 when all `count` came.
+local function take(first, count, step, limit, budget)
+  local items, bytes, i = {}, 0, 0
+  while i < count do
+    local n = math.min(CHUNK, count - i)
+    local a, b = first + step * i, first + step * (i + n - 1)
+    local chunk = redis.call('LRANGE', KEYS[2], math.min(a, b), math.max(a, b))
+    local from, to = 1, #chunk
+    if step < 0 then from, to = #chunk, 1 end
+    for k = from, to, step do
+      local item = chunk[k]
+      if (limit >= 0 and #items >= limit) or (budget > 0 and #items > 0 and bytes + #item > budget) then
+        return items, 0
+      end
+      items[#items + 1] = item
+      bytes = bytes + #item
+    end
+    i = i + n
+  end
+  return items, 1
+end
+local limit, budget = tonumber(ARGV[6]), tonumber(ARGV[7])
 if mode == 'latest' then
-  local limit = tonumber(ARGV[6])
-  if limit <= 0 then return {epoch, top, 1, {}} end
-  return {epoch, top, 1, redis.call('LRANGE', KEYS[2], 0, limit - 1)}
+  return {epoch, top, 1, (take(0, math.min(limit, redis.call('LLEN', KEYS[2])), 1, -1, budget))}
 end
 local since = tonumber(ARGV[5])
 if ARGV[4] ~= epoch or since > top then return {epoch, top, 0, {}} end
 local want = top - since
-if want == 0 then return {epoch, top, 1, {}} end
-local items = redis.call('LRANGE', KEYS[2], 0, want - 1)
+local kept = math.min(want, redis.call('LLEN', KEYS[2]))  -- index kept - 1 holds the oldest one after `since`
+local items, all
+if mode == 'recent' then
+  items, all = take(0, kept, 1, limit, budget)
+else
+  local oldest
+  oldest, all = take(kept - 1, kept, -1, limit, budget)
+  items = {}
+  for k = #oldest, 1, -1 do items[#items + 1] = oldest[k] end
+end
 local complete = 0
-if #items == want then complete = 1 end
+if all == 1 and kept == want then complete = 1 end
 return {epoch, top, complete, items}
 """
+)
+
+# KEYS: server, then each channel's meta. Returns {epoch, offset, ...} per channel, epoch false where
+# there is no stream this server vouches for. Writes nothing of the channels (the delivery check).
+POSITIONS = (
+    _STREAM
+    + """
+local server = this_server(KEYS[1])
+local result = {}
+for i = 2, #KEYS do
+  local epoch, top = stored(KEYS[i], server)
+  result[#result + 1] = epoch
+  result[#result + 1] = top
+end
+return result
+"""
+)
 
 # Presence helpers shared by the scripts below. KEYS: pz, pi, pc.
 # remove(session, left): drop one session; when it was its user's last, add the user to `left`.
@@ -287,10 +369,12 @@ class RedisEngine(Engine):
 
     def __init__(self, url: str, prefix: str = "rt") -> None:
         self.prefix = prefix
-        self.redis = aioredis.Redis.from_pool(bounded_pool(url))
+        self.server_key = f"{prefix}:server"
+        self.redis = aioredis.Redis.from_pool(bounded_pool(url, redis_connect_func=self._on_connect))
         self.db = int(self.redis.connection_pool.connection_kwargs.get("db") or 0)
         self._publish = self.redis.register_script(PUBLISH)
         self._read = self.redis.register_script(READ)
+        self._positions = self.redis.register_script(POSITIONS)
         self._presence_add = self.redis.register_script(PRESENCE_ADD)
         self._presence_remove = self.redis.register_script(PRESENCE_REMOVE)
         self._presence_prune = self.redis.register_script(PRESENCE_PRUNE)
@@ -309,11 +393,24 @@ class RedisEngine(Engine):
     def _stream_keys(self, channel: str) -> list[str]:
         return [self.key("m", channel), self.key("h", channel)]
 
+    async def _on_connect(self, connection: aioredis.Connection) -> None:
+        """Every new connection forgets which server instance holds the data, before its first command.
+
+        A restarted (maybe rolled back) or failed-over Redis is only ever reached on new
+        connections, and its data may still name the instance of the snapshot: deleted here,
+        the name is read afresh (INFO) by the next stream script, which then gives a channel
+        stamped by another instance a new epoch. Nothing cached in this process can vouch for
+        the data, and the publish path stays one script call.
+        """
+        await connection.on_connect()
+        await connection.send_command("DEL", self.server_key)
+        await connection.read_response()
+
     def _presence_keys(self, channel: str) -> list[str]:
         return [self.key("pz", channel), self.key("pi", channel), self.key("pc", channel)]
 
     async def publish(self, channel: str, head: str, tail: str, *, size: int, ttl: int) -> Published:
-        keys = [*self._stream_keys(channel), self.fanout_key(channel)]
+        keys = [*self._stream_keys(channel), self.fanout_key(channel), self.server_key]
         epoch, offset = await self._publish(keys, [new_epoch(), size, ttl, head, tail, ts_of(head, tail)])
         epoch = _text(epoch)
         return Published(epoch, int(offset), splice_position(head, epoch, int(offset), tail))
@@ -335,8 +432,11 @@ class RedisEngine(Engine):
     def listener(self, on_event: Callable[[str, str], None], on_resubscribed: Callable[[str], None]) -> Listener:
         return RedisListener(self, on_event, on_resubscribed)
 
-    async def _read_stream(self, channel: str, ttl: int, mode: str, epoch="", offset=0, limit=0) -> Slice:
-        result = await self._read(self._stream_keys(channel), [new_epoch(), ttl, mode, epoch, offset, limit])
+    async def _read_stream(
+        self, channel: str, ttl: int, mode: str, epoch="", offset=0, limit: int | None = None, max_bytes=None
+    ) -> Slice:
+        args = [new_epoch(), ttl, mode, epoch, offset, -1 if limit is None else limit, max_bytes or 0]
+        result = await self._read([*self._stream_keys(channel), self.server_key], args)
         top_epoch, top, complete, items = result
         publications = [_text(item) for item in reversed(items)]
         return Slice(_text(top_epoch), int(top), publications, bool(complete))
@@ -345,14 +445,32 @@ class RedisEngine(Engine):
         stream = await self._read_stream(channel, ttl, "pos")
         return Position(stream.epoch, stream.offset)
 
-    async def since(self, channel: str, epoch: str, offset: int, *, ttl: int, limit: int | None = None) -> Slice:
-        stream = await self._read_stream(channel, ttl, "since", epoch, offset)
-        if limit is not None and len(stream.publications) > limit:
-            return Slice(stream.epoch, stream.offset, stream.publications[:limit], stream.complete)
-        return stream
+    async def positions(self, channels: list[str]) -> dict[str, Position | None]:
+        stored: dict[str, Position | None] = {}
+        for start in range(0, len(channels), POSITIONS_BATCH):
+            batch = channels[start : start + POSITIONS_BATCH]
+            flat = await self._positions([self.server_key, *(self.key("m", channel) for channel in batch)], [])
+            for index, channel in enumerate(batch):
+                epoch = flat[2 * index]
+                stored[channel] = None if epoch is None else Position(_text(epoch), int(flat[2 * index + 1]))
+        return stored
 
-    async def latest(self, channel: str, limit: int, *, ttl: int) -> Slice:
-        return await self._read_stream(channel, ttl, "latest", limit=limit)
+    async def since(
+        self,
+        channel: str,
+        epoch: str,
+        offset: int,
+        *,
+        ttl: int,
+        limit: int | None = None,
+        max_bytes: int | None = None,
+        newest: bool = False,
+    ) -> Slice:
+        mode = "recent" if newest else "since"
+        return await self._read_stream(channel, ttl, mode, epoch, offset, limit, max_bytes)
+
+    async def latest(self, channel: str, limit: int, *, ttl: int, max_bytes: int | None = None) -> Slice:
+        return await self._read_stream(channel, ttl, "latest", limit=limit, max_bytes=max_bytes)
 
     # ---------------------------------------------------------------- presence
 

@@ -4,18 +4,29 @@
 persistence; `kill9()` ends it at once (its data is gone, as after a crash of a Redis
 without persistence) and `start()` again brings up an empty one on the same port, so
 the servers under test reconnect to the same URL.
+
+Snapshots only on request: `save_snapshot(copy)` writes `dump.rdb` now (SAVE) and keeps a
+copy of it; after `stop()`, `roll_back_to(copy)` puts that older file back, so the next
+`start()` loads the data as it was then (a restart from an older snapshot, or a failover to
+a replica that lagged). A server started after a snapshot loads the newest `dump.rdb`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from django.test import override_settings
+
+from realtime.engine import reset_engines
+from tests.conftest import redis_layer_settings
 
 from .servers import HOST, POLL_INTERVAL, free_port
 
@@ -65,6 +76,20 @@ class RedisServer:
         finally:
             await client.aclose()
 
+    async def save_snapshot(self, copy: Path) -> Path:
+        """SAVE (the data of now, in `workdir/dump.rdb`), and keep a copy of that file at `copy`."""
+        client = aioredis.Redis.from_url(self.url)
+        try:
+            await client.save()
+        finally:
+            await client.aclose()
+        return Path(shutil.copyfile(self.workdir / "dump.rdb", copy))
+
+    def roll_back_to(self, snapshot: Path) -> None:
+        """While stopped: make the next `start()` load `snapshot` (an older `save_snapshot` copy)."""
+        assert self.proc is None or self.proc.poll() is not None, "stop the server first"
+        shutil.copyfile(snapshot, self.workdir / "dump.rdb")
+
     def kill9(self) -> None:
         """SIGKILL: Redis dies at once and, without persistence, loses everything."""
         if self.proc is not None and self.proc.poll() is None:
@@ -80,3 +105,19 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+@contextlib.asynccontextmanager
+async def private_redis(workdir: Path, prefix: str) -> AsyncIterator[RedisServer]:
+    """A started `RedisServer` that is also this test process's Redis (engine and channel layer, under
+    `prefix`), so what the test publishes or reads meets the servers under test there; stopped after."""
+    server = await RedisServer(workdir).start().wait_ready()
+    try:
+        with override_settings(
+            REDIS_URL=server.url, REDIS_PREFIX=prefix, CHANNEL_LAYERS=redis_layer_settings(server.url, prefix)
+        ):
+            reset_engines()
+            yield server
+    finally:
+        reset_engines()
+        server.stop()

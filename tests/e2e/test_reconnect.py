@@ -23,9 +23,9 @@ from realtime_client import Client, PasswordLogin, RealtimeError
 
 from realtime.engine import reset_engines
 from realtime.publish import publish
-from tests.conftest import PASSWORD, redis_layer_settings
+from tests.conftest import PASSWORD
 
-from .redis_server import RedisServer
+from .redis_server import RedisServer, private_redis
 from .rows import poll_rows
 
 CHANNEL = "public:stream"
@@ -250,18 +250,8 @@ async def test_after_redis_lost_its_data_the_app_learns_recovered_false_and_the_
 ):
     """A Redis without persistence killed and started again: history is gone (a new epoch), so a
     client learns `recovered: false`; the publications after that arrive once each, in order."""
-    redis_server = await RedisServer(tmp_path / "redis").start().wait_ready()
-    try:
-        with override_settings(
-            REDIS_URL=redis_server.url,
-            REDIS_PREFIX=redis_prefix,
-            CHANNEL_LAYERS=redis_layer_settings(redis_server.url, redis_prefix),
-        ):
-            reset_engines()
-            await run_redis_restart(launch, new_user, tokens, redis_server)
-    finally:
-        reset_engines()
-        redis_server.stop()
+    async with private_redis(tmp_path / "redis", redis_prefix) as redis_server:
+        await run_redis_restart(launch, new_user, tokens, redis_server)
 
 
 # What the server logs while Redis is down (consumers that fail on the channel layer, an `auth`

@@ -4,6 +4,7 @@ import asyncio
 import json
 
 import pytest
+import redis.asyncio as aioredis
 
 from realtime.engine.base import SessionWrite, TakenSession, publication_parts
 from realtime.engine.memory import MemoryEngine
@@ -116,6 +117,75 @@ async def test_latest_limit(engine):
     assert [json.loads(t)["offset"] for t in latest.publications] == [4, 5]
     assert latest.offset == 5
     assert (await engine.latest("public:a", 0, ttl=3600)).publications == []
+
+
+def size(published):
+    """The bytes a publication counts for toward `max_bytes`: its text in UTF-8."""
+    return len(published.text.encode())
+
+
+def offsets(stream):
+    return [json.loads(t)["offset"] for t in stream.publications]
+
+
+async def test_since_pages_forward_under_a_byte_bound(engine):
+    pubs = [await publish(engine, "public:a", "x" * 200) for _ in range(10)]
+    epoch, bound = pubs[0].epoch, sum(size(p) for p in pubs[:3]) + size(pubs[3]) // 2
+    seen, position = [], 0
+    while position < 10:
+        page = await engine.since("public:a", epoch, position, ttl=3600, max_bytes=bound)
+        assert sum(len(t.encode()) for t in page.publications) <= bound
+        assert page.complete is (position == 9)  # a page cut short is not all there is
+        seen += offsets(page)
+        position = offsets(page)[-1]
+    assert seen == list(range(1, 11))  # every publication exactly once, in order
+    assert offsets(await engine.since("public:a", epoch, 0, ttl=3600, max_bytes=bound)) == [1, 2, 3]
+    whole = await engine.since("public:a", epoch, 0, ttl=3600, max_bytes=sum(size(p) for p in pubs))
+    assert whole.complete and offsets(whole) == list(range(1, 11))
+    limited = await engine.since("public:a", epoch, 0, ttl=3600, limit=2, max_bytes=bound)
+    assert offsets(limited) == [1, 2] and not limited.complete
+
+
+async def test_since_newest_keeps_the_newest_that_fit(engine):
+    pubs = [await publish(engine, "public:a", "x" * 200) for _ in range(10)]
+    epoch, bound = pubs[0].epoch, sum(size(p) for p in pubs[-3:]) + 10
+    replay = await engine.since("public:a", epoch, 2, ttl=3600, max_bytes=bound, newest=True)
+    assert offsets(replay) == [8, 9, 10] and not replay.complete and replay.offset == 10
+    fits = await engine.since("public:a", epoch, 7, ttl=3600, max_bytes=bound, newest=True)
+    assert offsets(fits) == [8, 9, 10] and fits.complete
+
+
+async def test_latest_keeps_the_newest_that_fit(engine):
+    pubs = [await publish(engine, "public:a", "x" * 200) for _ in range(10)]
+    bound = sum(size(p) for p in pubs[-3:]) + 10
+    assert offsets(await engine.latest("public:a", 100, ttl=3600, max_bytes=bound)) == [8, 9, 10]
+    assert offsets(await engine.latest("public:a", 2, ttl=3600, max_bytes=bound)) == [9, 10]
+
+
+async def test_a_publication_over_the_byte_bound_comes_alone(engine):
+    big = await publish(engine, "public:a", "x" * 1000)
+    await publish(engine, "public:a", 1)
+    last = await publish(engine, "public:a", "y" * 1000)
+    page = await engine.since("public:a", big.epoch, 0, ttl=3600, max_bytes=100)
+    assert offsets(page) == [1] and not page.complete  # paging still moves forward
+    assert offsets(await engine.since("public:a", big.epoch, 1, ttl=3600, max_bytes=100)) == [2]
+    assert offsets(await engine.latest("public:a", 10, ttl=3600, max_bytes=100)) == [last.offset]
+
+
+async def test_the_byte_bound_counts_utf8_bytes(engine):
+    pubs = [await publish(engine, "public:a", "é" * 100) for _ in range(3)]
+    characters = sum(len(p.text) for p in pubs[:2])  # two fit by characters, not by bytes
+    page = await engine.since("public:a", pubs[0].epoch, 0, ttl=3600, max_bytes=characters + 10)
+    assert offsets(page) == [1]
+
+
+async def test_a_trimmed_history_is_bounded_too(engine):
+    pubs = [await publish(engine, "public:a", "x" * 200, size=5) for _ in range(10)]
+    bound = sum(size(p) for p in pubs[-2:]) + 10
+    page = await engine.since("public:a", pubs[0].epoch, 2, ttl=3600, max_bytes=bound)
+    assert offsets(page) == [6, 7] and not page.complete
+    replay = await engine.since("public:a", pubs[0].epoch, 2, ttl=3600, max_bytes=bound, newest=True)
+    assert offsets(replay) == [9, 10] and not replay.complete
 
 
 async def test_no_history_still_counts_offsets(engine):
@@ -328,3 +398,28 @@ async def test_presence_keys_of_a_dead_process_expire_in_redis(redis_url, redis_
     ttls = [await engine.redis.pttl(key) for key in keys]
     assert all(100_000 < ttl <= 200_000 for ttl in ttls), ttls
     await engine.close()
+
+
+async def test_a_bounded_read_never_loads_the_whole_list_in_redis(redis_url, redis_prefix):
+    """The byte bound holds inside Redis too: the read script asks for a chunk at a time and stops at the
+    bound, so 40 readers of a large history hold 40 bounds, not 40 histories (MONITOR shows its LRANGEs)."""
+    engine = RedisEngine(redis_url, redis_prefix)
+    watcher = aioredis.Redis.from_url(redis_url)
+    try:
+        pubs = [await publish(engine, "public:big", "x" * 1000, size=300) for _ in range(300)]
+        history, marker = engine.key("h", "public:big"), f"{redis_prefix}:done"
+        async with watcher.monitor() as monitor:
+            page = await engine.since("public:big", pubs[0].epoch, 0, ttl=3600, max_bytes=5000)
+            replay = await engine.since("public:big", pubs[0].epoch, 0, ttl=3600, max_bytes=5000, newest=True)
+            latest = await engine.latest("public:big", 300, ttl=3600, max_bytes=5000)
+            await engine.redis.get(marker)
+            asked = []
+            while marker not in (command := (await monitor.next_command())["command"]):
+                words = command.split()
+                if words[:2] == ["LRANGE", history]:
+                    asked.append(int(words[3]) - int(words[2]) + 1)
+        assert offsets(page) == [1, 2, 3, 4] and offsets(replay) == offsets(latest) == [297, 298, 299, 300]
+        assert len(asked) == 3 and max(asked) <= 32, asked  # one chunk each, never the 300 items
+    finally:
+        await watcher.aclose()
+        await engine.close()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from realtime.limits import ErrorWindow, TokenBucket
+from realtime.limits import ErrorWindow, KeyedBuckets, TokenBucket, utf8_size
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +41,54 @@ def test_window_keeps_bounded_memory():
     for _ in range(1000):
         window.add()
     assert len(window.times) == 3
+
+
+def test_bucket_counts_amounts_such_as_bytes():
+    clock = Clock()
+    bucket = TokenBucket(rate=1000, burst=1000, clock=clock)  # 1000 bytes a second, one second's worth at once
+    assert bucket.take(600) is True
+    assert bucket.take(500) is False  # over the rate: refused, and nothing is spent
+    assert bucket.take(400) is True
+    clock.now += 0.25
+    assert bucket.take(300) is False
+    assert bucket.take(250) is True
+
+
+def test_an_amount_over_the_burst_passes_only_from_a_full_bucket():
+    """A publication larger than one second's worth is not refused for ever: it takes a full bucket, and owes."""
+    clock = Clock()
+    bucket = TokenBucket(rate=100, burst=100, clock=clock)
+    assert bucket.take(250) is True
+    clock.now += 1.0  # 100 back: still owes 50
+    assert bucket.take(1) is False
+    clock.now += 1.5  # full again
+    assert bucket.take(1) is True
+
+
+def test_utf8_size_counts_bytes_not_characters():
+    assert utf8_size("abc") == 3
+    assert utf8_size('{"t":"ünï"}') == len('{"t":"ünï"}'.encode())
+    assert utf8_size("\ud800") == 3  # a lone surrogate (JSON allows it) is measured, not an error
+
+
+def test_buckets_are_per_key():
+    clock = Clock()
+    buckets = KeyedBuckets(clock=clock)
+    assert buckets.take(7, 900, rate=1000) is True
+    assert buckets.take(7, 200, rate=1000) is False
+    assert buckets.take(8, 900, rate=1000) is True  # another key's bucket is its own
+    assert buckets.take(7, 200, rate=5000) is True  # a new rate (the settings changed): a new bucket
+
+
+def test_keyed_buckets_keep_bounded_memory():
+    clock = Clock()
+    buckets = KeyedBuckets(max_keys=10, clock=clock)
+    for key in range(10):
+        buckets.take(key, 1000, rate=1000)  # each one empty now
+    assert buckets.take(10, 1, rate=1000) is True  # over max_keys: the bucket is made all the same
+    assert len(buckets.buckets) <= 10
+    clock.now += 2  # every bucket full again, as good as new: forgotten when the table is full
+    for key in range(100, 150):
+        buckets.take(key, 1000, rate=1000)
+    assert len(buckets.buckets) <= 10
+    assert buckets.take(149, 1, rate=1000) is False  # the newest ones are kept (and still empty)
