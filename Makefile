@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: run test install lint clean bench
+.PHONY: run test install lint clean bench stop-redis
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
-## Set up (virtualenv, install, migrate, demo data) and serve on 127.0.0.1:8000.
+## Set up (virtualenv, install, migrate, demo data) and serve on 127.0.0.1:8000, with Redis when there is one
+## (REDIS_URL, else 127.0.0.1:6379, else a private redis-server: scripts/run.py).
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_data
 	@echo "Log in at http://$(HOST):$(PORT)/admin/ (admin / admin-pass-123); WebSocket at ws://$(HOST):$(PORT)/ws/"
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	$(PY) scripts/run.py $(HOST):$(PORT)
 
 ## The whole test suite with line and branch coverage (fails under 90 %).
 test: install
@@ -39,5 +40,9 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 lint: install
 	$(VENV)/bin/ruff check .
 
-clean:
+## Stop the private redis-server `make run` started (when there was no other Redis); its data stays in .run/redis/.
+stop-redis:
+	@if [ -f .run/redis/redis.pid ] && kill "$$(cat .run/redis/redis.pid)" 2>/dev/null; then echo "stopped"; else echo "not running"; fi
+
+clean: stop-redis
 	rm -rf $(VENV) htmlcov .coverage .pytest_cache

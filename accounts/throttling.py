@@ -49,6 +49,24 @@ def client_address(request) -> str:
     return BaseThrottle().get_ident(request)
 
 
+class _ScopeRequest:
+    """What DRF's `get_ident` reads of a request, taken from an ASGI scope (a WebSocket handshake)."""
+
+    def __init__(self, scope: dict) -> None:
+        client = scope.get("client") or ("", 0)
+        self.META = {"REMOTE_ADDR": client[0] or ""}
+        self.headers = {
+            name.decode("latin1").lower(): value.decode("latin1")
+            for name, value in scope.get("headers") or ()
+            if name.lower() == b"x-forwarded-for"
+        }
+
+
+def scope_client_address(scope: dict) -> str:
+    """`client_address` of a WebSocket handshake: the same rule, the same trusted proxies."""
+    return client_address(_ScopeRequest(scope))
+
+
 def _keys(request, username: str) -> tuple[str, str]:
     digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
     return f"login-failures:user:{digest}", f"login-failures:addr:{client_address(request)}"

@@ -1,4 +1,9 @@
-"""`GET /healthz`: does the database answer, does the channel layer answer."""
+"""`GET /healthz`: does the database answer, does the channel layer answer, is the socket path open.
+
+The socket path is "saturated" while the process holds MAX_UNAUTHENTICATED sockets without
+credentials (realtime.admission): new sockets without handshake credentials are turned
+away with 1013 then, so a load balancer should send clients to another process.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+
+from realtime.admission import GATE
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +49,12 @@ async def _run(name: str, check) -> tuple[str, str]:
     return name, "ok"
 
 
+def _sockets() -> str:
+    if GATE.saturated():
+        return f"saturated: {GATE.total} sockets without credentials (MAX_UNAUTHENTICATED)"
+    return "ok"
+
+
 async def healthz(request: HttpRequest) -> JsonResponse:
     """200 with every check "ok", else 503 naming what failed."""
     results = dict(
@@ -50,5 +63,6 @@ async def healthz(request: HttpRequest) -> JsonResponse:
             _run("channel_layer", _check_channel_layer),
         )
     )
+    results["sockets"] = _sockets()
     healthy = all(value == "ok" for value in results.values())
     return JsonResponse(results, status=200 if healthy else 503)

@@ -18,3 +18,6 @@ class RealtimeConfig(AppConfig):
         realtime_settings.reload()
         realtime_settings.values  # noqa: B018 - loading validates; errors stop start-up
         namespaces()  # imports every rule path now: a wrong one stops start-up, not the first subscribe
+        from . import devserver
+
+        devserver.install()  # `runserver`: Ctrl-C says goodbye to the sockets (no-op elsewhere)

@@ -22,6 +22,7 @@ from channels.exceptions import StopConsumer
 
 from . import handlers, metrics, protocol, sessions, slots
 from . import resume as resumption
+from .admission import GATE, PLACE
 from .conf import realtime_settings
 from .control import CHANNEL_END_EVENT, DISCONNECT_EVENT, django_session_group, user_group
 from .exceptions import (
@@ -41,6 +42,8 @@ from .protocol import CloseCode
 from .subscriptions import Subscriptions
 
 logger = logging.getLogger(__name__)
+# One line per socket opened, authenticated and closed (INFO): who, which session, how it ended.
+socket_log = logging.getLogger("realtime.sockets")
 
 class SocketState(enum.Enum):
     """Where a socket is in its life; one value instead of a flag per phase (as websockets' `State`)."""
@@ -88,13 +91,14 @@ class RealtimeConsumer(AsyncConsumer):
         self.expiry_deadline: float | None = None
         self.session_deadline: float | None = None  # a cookie socket: when its Django session expires
         self.bucket: TokenBucket | None = None
+        self.publish_bytes: TokenBucket | None = None  # PUBLISH_BYTES_PER_SECOND (realtime.handlers.handle_publish)
         self.bad_frames: ErrorWindow | None = None
         self.rate_errors: ErrorWindow | None = None
         self.groups: list[str] = []
-        self.publish_bytes: TokenBucket | None = None  # PUBLISH_BYTES_PER_SECOND (realtime.handlers.handle_publish)
         self.subscriptions = Subscriptions(self)
         self.record: resumption.SessionRecord | None = None  # the session's record for resume, once authenticated
         self.ping_sent_at: float | None = None  # when the heartbeat `ping` was queued, until its `pong`
+        self.ended: tuple[int | None, str, str] | None = None  # (code, reason, by whom): set by on_disconnect
 
     @property
     def closing(self) -> bool:
@@ -113,6 +117,7 @@ class RealtimeConsumer(AsyncConsumer):
             raise
         finally:
             self._stop_tasks()
+            self._log_close()
             LIVE.discard(self)  # however it ended: the beat renews nothing of it from now on
             if self.outbox is not None:  # counted as open in on_connect
                 metrics.connection_ended()
@@ -137,19 +142,22 @@ class RealtimeConsumer(AsyncConsumer):
         self.next_ping = now + settings["HEARTBEAT"]
         self.auth_deadline = now + settings["AUTH_TIMEOUT"]
         self.bucket = TokenBucket(settings["RATE"], settings["RATE_BURST"])
+        self.publish_bytes = TokenBucket(settings["PUBLISH_BYTES_PER_SECOND"], settings["PUBLISH_BYTES_PER_SECOND"])
         self.bad_frames = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
         self.rate_errors = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
         self.outbox = Outbox(self.base_send, settings["SEND_QUEUE_BYTES"])
         LIVE.add(self)  # for a graceful shutdown: realtime.live.say_going_away
         metrics.connection_opened()
-        self.publish_bytes = TokenBucket(settings["PUBLISH_BYTES_PER_SECOND"], settings["PUBLISH_BYTES_PER_SECOND"])
 
         # Close codes only work after accept: closing before it is an HTTP 403.
         await self.base_send({"type": "websocket.accept"})
         self.state = SocketState.OPEN
         self.outbox.start()
         self._rearm()
+        client = self.scope.get("client") or ("", "")
+        socket_log.info("socket open session=%s client=%s:%s", self.session_id, client[0], client[1])
         await self._guard(None, self._authenticate_handshake)
+
 
     async def _authenticate_handshake(self) -> None:
         auth = self.scope.get("auth") or {}
@@ -175,6 +183,20 @@ class RealtimeConsumer(AsyncConsumer):
                     message = exc.message if isinstance(exc, RealtimeError) else f"`positions` is not JSON: {exc}"
                     self.send_frame(protocol.error(protocol.ErrorCode.BAD_REQUEST, message))
             await self.start_session(None, user, auth.get("method") or "", auth.get("expires_at"), resume, positions)
+
+    def _log_close(self) -> None:
+        if self.outbox is None:  # never accepted: no line was written for its open either
+            return
+        if self.ended is not None:
+            code, reason, by = self.ended
+        elif self.close_code is not None:  # cancelled after the server began its close (a shutdown)
+            code, reason, by = self.close_code, self.close_reason, "server"
+        else:
+            code, reason, by = None, "ended without a close (cancelled)", "server"
+        socket_log.info(
+            "socket close session=%s user=%s code=%s reason=%s by=%s",
+            self.session_id, self.user.pk if self.user is not None else "-", code, reason, by,
+        )  # fmt: skip
 
     async def on_receive(self, message: dict[str, Any]) -> None:
         """One client frame: size, parse, rate, authentication, then its handler."""
@@ -203,7 +225,9 @@ class RealtimeConsumer(AsyncConsumer):
         self.state = SocketState.CLOSING
         self._stop_tasks()
         code = self.close_code if self.close_code is not None else message.get("code")
-        metrics.disconnected(code, by_server=self.close_code is not None)
+        by_server = self.close_code is not None
+        metrics.disconnected(code, by_server=by_server)
+        self.ended = (code, self.close_reason or "client_closed", "server" if by_server else "client")
         # Queued before anything is awaited: written with its own code even if this consumer is
         # cancelled below (daphne's application_close_timeout); awaited further down.
         row_closed = None
@@ -304,6 +328,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.user = user
         if self.state in (SocketState.OPEN, SocketState.AUTHENTICATING):  # not when a close began meanwhile
             self.state = SocketState.AUTHENTICATED
+        GATE.release(self.scope.get(PLACE))  # authenticated: no longer one of the unauthenticated
         self.auth_method = method
         self.record = resumption.SessionRecord(
             self.session_id, self.channel_name, user.pk, self.subscriptions.positions
@@ -337,6 +362,10 @@ class RealtimeConsumer(AsyncConsumer):
                 resumed=restored is not None,
             )
         )
+        socket_log.info(
+            "socket auth session=%s user=%s method=%s resumed=%s",
+            self.session_id, user.pk, method, "yes" if restored is not None else "no",
+        )  # fmt: skip
         if restored:
             await self.subscriptions.restore(restored)
 

@@ -7,7 +7,7 @@ Below the consumer on purpose: the consumer registers each socket here, and
 from __future__ import annotations
 
 import weakref
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class LiveSocket(Protocol):
@@ -15,6 +15,7 @@ class LiveSocket(Protocol):
 
     channel_name: str
     groups: list[str]  # the channel-layer groups it joined (its user's, its Django session's)
+    row: Any  # its session row (`realtime.sessions.SessionRow`), once authenticated; else None
 
     def go_away(self) -> bool:
         """Tell the client the server is going away (1001); False when it was closing already."""
@@ -23,6 +24,11 @@ class LiveSocket(Protocol):
 def live_channel_names() -> set[str]:
     """The channel names of the sockets of this process whose consumer is still running."""
     return {socket.channel_name for socket in list(LIVE)}
+
+
+def live_row_pks() -> frozenset[int]:
+    """The primary keys of the session rows of the live sockets (the beat keeps only these open)."""
+    return frozenset(row.pk for socket in list(LIVE) if (row := socket.row) is not None and row.pk is not None)
 
 
 # Weak: a socket that ended is gone from here without a goodbye of its own.

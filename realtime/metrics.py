@@ -140,6 +140,13 @@ RESUMES = Counter("realtime_resumes", "Authentications that asked to resume a se
 SLOW_CUTOFFS = Counter(
     "realtime_slow_client_cutoffs", "Connections cut off because their send queue overflowed (close 4013)."
 )
+UNAUTHENTICATED = Gauge(
+    "realtime_unauthenticated_connections", "Sockets of this process without credentials yet (MAX_UNAUTHENTICATED)."
+)
+UNAUTHENTICATED_REFUSED = Counter(
+    "realtime_unauthenticated_refused",
+    "Handshakes without credentials refused (403): the process or their address held its maximum.",
+)
 PING_RTT = Histogram(
     "realtime_ping_rtt_seconds",
     "From the server's heartbeat `ping` queued to the client's `pong` received.",
@@ -236,6 +243,11 @@ def sent_disconnect() -> None:
 def timed(request: protocol.Request):
     """A context manager observing the request's handling time: `with metrics.timed(request): ...`."""
     return _LATENCY.get(type(request), _LATENCY_OTHER).time()
+
+
+def unauthenticated_refused() -> None:
+    """A handshake without credentials found no place (MAX_UNAUTHENTICATED[_PER_ADDRESS]): refused."""
+    UNAUTHENTICATED_REFUSED.inc()
 
 
 def slow_cutoff() -> None:

@@ -160,14 +160,33 @@ def _register(name: str) -> None:
     logger.info("realtime node %s registered (%s)", name, "new" if created else "row reused")
 
 
-def _beat(name: str) -> None:
-    """One liveness beat: refresh `last_seen` of the Node row and of its open Connection rows."""
+_PKS_PER_UPDATE = 500  # below every backend's limit on parameters in one statement
+
+
+def _beat(name: str, live: frozenset[int] = frozenset()) -> None:
+    """One liveness beat: refresh `last_seen` of the Node row and of the rows of the sockets in
+    `live` (this process's live sockets), and close the rows of this node that no live socket
+    refreshed for three beats.
+
+    Only a socket whose consumer still runs keeps its row open: one that ended without
+    recording its close (cancelled, or its `on_disconnect` failed) would otherwise show as
+    open in the admin for as long as the process lives.
+    """
     now = timezone.now()
     if not Node.objects.filter(name=name).update(last_seen=now):
         # Another process's cleanup took us for dead (a long stall or DB outage): come back.
         logger.warning("realtime node %s: row missing (removed as stale?); registering again", name)
         _register(name)
-    Connection.objects.filter(node=name, closed_at__isnull=True).update(last_seen=now)
+    own = Connection.objects.filter(node=name, closed_at__isnull=True)
+    pks = sorted(live)
+    for start in range(0, len(pks), _PKS_PER_UPDATE):
+        own.filter(pk__in=pks[start : start + _PKS_PER_UPDATE]).update(last_seen=now)
+    # Rows inserted since `live` was taken have a fresh `last_seen`: only abandoned ones are this old.
+    phantoms = own.filter(last_seen__lt=stale_cutoff(now)).update(
+        closed_at=now, close_code=STALE_CODE, close_reason=STALE_REASON
+    )
+    if phantoms:
+        logger.warning("realtime node %s: closed %d row(s) of sockets that ended without a close", name, phantoms)
 
 
 def _retire(name: str, reason: str) -> int:
@@ -239,7 +258,7 @@ async def _run(name: str) -> None:
     sockets' channel-layer groups every quarter of the layer's group_expiry, until cancelled."""
     from channels.layers import get_channel_layer
 
-    from .live import renew_groups, renewal_period
+    from .live import live_row_pks, renew_groups, renewal_period
 
     loop = asyncio.get_running_loop()
     failing: set[str] = set()
@@ -253,7 +272,7 @@ async def _run(name: str) -> None:
         await asyncio.sleep(max(0.0, min(next_beat, next_cleanup, next_renewal) - loop.time()))
         now = loop.time() + _WAKE_SLACK
         if now >= next_beat:
-            await _guarded("beat", _beat, name, failing=failing)
+            await _guarded("beat", _beat, name, live_row_pks(), failing=failing)
             await _touch_engine(failing)
             next_beat = _next(next_beat, realtime_settings.NODE_HEARTBEAT, loop.time())
         if now >= next_cleanup:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 
 from . import metrics
 from .conf import realtime_settings
@@ -26,6 +27,8 @@ from .engine.base import now_ms
 from .exceptions import RateLimited, TooLarge
 from .limits import utf8_size
 from .namespaces import resolve
+
+logger = logging.getLogger(__name__)
 
 
 def check_data_size(data: Any) -> None:
@@ -48,12 +51,39 @@ async def publish(
     namespace, _ = resolve(channel)
     ts = now_ms()
     head, tail = publication_parts(channel, data, user, ts)
+    if allow is not None and not allow(utf8_size(head) + utf8_size(tail)):
+        raise RateLimited("Publishing more bytes per second than PUBLISH_BYTES_PER_SECOND allows; not published.")
     # Stored and fanned out in one step of the engine: every process serving the channel hears it once.
     published = await get_engine().publish(channel, head, tail, size=namespace.history_size, ttl=namespace.history_ttl)
     metrics.published()
-    if allow is not None and not allow(utf8_size(head) + utf8_size(tail)):
-        raise RateLimited("Publishing more bytes per second than PUBLISH_BYTES_PER_SECOND allows; not published.")
     return published
 
 
-publish_sync = async_to_sync(publish)
+_warned = False
+
+
+def unheard_warning() -> str | None:
+    """Why a publication made in this process may reach nobody, or None.
+
+    Without REDIS_URL the engine is this process's own memory: only the sockets this very
+    process serves can hear it, and a process that serves none (a shell, a command, a worker)
+    reaches no socket at all. Said once per process (`publish_sync` logs it).
+    """
+    global _warned
+    from . import node
+
+    if _warned or getattr(settings, "REDIS_URL", "") or node._runner is not None:
+        return None
+    _warned = True
+    return (
+        "REDIS_URL is not set: this process is not a server and has no Redis, so its publications "
+        "reach no socket (set REDIS_URL to the servers' Redis; `make run` serves with one)."
+    )
+
+
+def publish_sync(channel: str, data: Any, *, user: int | None = None, allow: Callable[[int], bool] | None = None):
+    """`publish` from synchronous code (a view, a signal, a task, a shell); returns the position."""
+    warning = unheard_warning()
+    if warning:
+        logger.warning(warning)
+    return async_to_sync(publish)(channel, data, user=user, allow=allow)

@@ -2,8 +2,10 @@
 
 from django.urls import path
 
+from .admission import AdmissionGate
 from .consumers import RealtimeConsumer
 
 websocket_urlpatterns = [
-    path("ws/", RealtimeConsumer.as_asgi()),
+    # (behind JWTAuthMiddlewareStack: the gate needs to know whether the handshake had credentials)
+    path("ws/", AdmissionGate(RealtimeConsumer.as_asgi())),
 ]

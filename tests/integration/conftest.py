@@ -97,7 +97,13 @@ async def connect(ws_app):
     opened: list[Socket] = []
 
     async def open_socket(
-        *, token: str | None = None, query: str = "", headers: list | None = None, path: str = "/ws/", app=None
+        *,
+        token: str | None = None,
+        query: str = "",
+        headers: list | None = None,
+        path: str = "/ws/",
+        app=None,
+        client: tuple[str, int] | None = None,
     ) -> Socket:
         headers = list(headers or [])
         if not any(name == b"host" for name, _ in headers):  # as every client sends (an allowed one)
@@ -105,6 +111,8 @@ async def connect(ws_app):
         if token is not None:
             headers.append((b"authorization", f"Bearer {token}".encode()))
         communicator = WebsocketCommunicator(app or ws_app, path + (f"?{query}" if query else ""), headers=headers)
+        if client is not None:  # the peer address, as the server reports it
+            communicator.scope["client"] = client
         connected, _ = await communicator.connect(timeout=RECEIVE_TIMEOUT)
         assert connected
         socket = Socket(communicator)

@@ -24,13 +24,13 @@ def closed_port() -> int:
 def test_healthz_ok_with_the_embedded_layer(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "channel_layer": "ok"}
+    assert response.json() == {"database": "ok", "channel_layer": "ok", "sockets": "ok"}
 
 
 def test_healthz_ok_with_redis(client, redis_layer):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "channel_layer": "ok"}
+    assert response.json() == {"database": "ok", "channel_layer": "ok", "sockets": "ok"}
 
 
 def test_healthz_503_when_redis_is_unreachable(client, redis_prefix):

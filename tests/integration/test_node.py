@@ -189,9 +189,13 @@ def test_cleanup_sessions_command_uses_the_retention_setting():
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_ensure_started_registers_and_the_beat_refreshes_last_seen(running):
+async def test_ensure_started_registers_and_the_beat_refreshes_last_seen(running, login):
+    from realtime import sessions
+
     own = node.node_name()
-    open_row = await sync_to_async(make_conn)(own, opened_at=timezone.now())
+    await login("ann")
+    await sessions.flush()
+    open_row = await Connection.objects.aget(node=own, closed_at=None)
     closed_row = await sync_to_async(make_conn)(own, opened_at=timezone.now(), closed_ago=0)
 
     await node.ensure_started()
@@ -200,7 +204,7 @@ async def test_ensure_started_registers_and_the_beat_refreshes_last_seen(running
     assert registered.hostname == socket.gethostname() and registered.pid == os.getpid()
     first_beat = registered.last_seen
     await eventually(lambda: Node.objects.get(name=own).last_seen > first_beat)
-    await eventually(lambda: fresh(open_row).last_seen > open_row.last_seen)
+    await eventually(lambda: fresh(open_row).last_seen > open_row.last_seen)  # a live socket's row
     row = await sync_to_async(fresh)(closed_row)
     assert row.last_seen == closed_row.last_seen  # a closed row keeps its last sign of life
 
@@ -235,11 +239,11 @@ async def test_the_task_survives_database_errors_without_spinning(running, monke
     calls: list[float] = []
     real_beat = node._beat
 
-    def flaky_beat(name):
+    def flaky_beat(name, live):
         calls.append(loop.time())
         if len(calls) <= 3:
             raise DatabaseError("database is down")
-        real_beat(name)
+        real_beat(name, live)
 
     monkeypatch.setattr(node, "_beat", flaky_beat)
     await node.ensure_started()
@@ -394,3 +398,29 @@ async def test_node_middleware_registers_then_calls_the_app(running):
 
     assert seen == ["http", "websocket"]
     assert await Node.objects.acount() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_beat_keeps_only_live_sockets_rows_open(running, login):
+    """A socket whose consumer ended without `on_disconnect` (here: its task cancelled, as a
+    server does with an application that outlives its close) must not stay "open" for ever."""
+    from realtime import sessions
+
+    alive = await login("ann")
+    gone = await login("bob")
+    await sessions.flush()
+    rows = {row.user.username: row async for row in Connection.objects.select_related("user").filter(closed_at=None)}
+    assert set(rows) == {"ann", "bob"}
+
+    gone.communicator.future.cancel()  # the consumer ends; its on_disconnect never runs
+    with pytest.raises(asyncio.CancelledError):
+        await gone.communicator.future
+    await node.ensure_started()
+
+    await eventually(lambda: not fresh(rows["bob"]).is_open)
+    phantom = await sync_to_async(fresh)(rows["bob"])
+    assert (phantom.close_code, phantom.close_reason) == (node.STALE_CODE, node.STALE_REASON)
+    # The live socket's row stays open through the same beats, and the socket is served.
+    assert (await sync_to_async(fresh)(rows["ann"])).is_open
+    assert (await alive.request({"type": "ping", "id": 5}))["type"] == "pong"
+    assert (await sync_to_async(fresh)(rows["ann"])).last_seen > phantom.last_seen - timedelta(seconds=1)

@@ -78,6 +78,24 @@ def test_data_over_max_frame_bytes_is_an_error():
     assert stored("public:lobby") == []
 
 
+@pytest.fixture(autouse=True)
+def _warn_afresh(monkeypatch):
+    """The warning is said once per process: each test is a fresh process here."""
+    from realtime import publish
+
+    monkeypatch.setattr(publish, "_warned", False)
+
+
+def test_publish_sync_outside_a_server_without_redis_warns_once(caplog):
+    from realtime.publish import publish_sync
+
+    reset_engines()
+    publish_sync("public:lobby", {"n": 1})
+    publish_sync("public:lobby", {"n": 2})
+    warnings = [r for r in caplog.records if "reach no socket" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+
+
 def test_warns_when_redis_url_is_unset():
     _, err = run("public:lobby", "1")
     assert "REDIS_URL is not set" in err

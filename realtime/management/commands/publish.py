@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from realtime.exceptions import SERVICE_ERRORS, RealtimeError
 from realtime.protocol import loads_json
-from realtime.publish import check_data_size, publish_sync
+from realtime.publish import check_data_size, publish_sync, unheard_warning
 
 
 class Command(BaseCommand):
@@ -34,8 +33,9 @@ class Command(BaseCommand):
                 value = loads_json(data)
             except ValueError as exc:
                 raise CommandError(f"DATA is not JSON ({exc}); use --text to send a plain string.") from exc
-        if not getattr(settings, "REDIS_URL", ""):
-            self.stderr.write("REDIS_URL is not set: this publication reaches no server process.")
+        warning = unheard_warning()
+        if warning:
+            self.stderr.write(warning)
         try:
             check_data_size(value)
             published = publish_sync(channel, value, user=None)
