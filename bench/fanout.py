@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import redis  # noqa: E402
-from runtests import find_redis_server, redis_answers, start_private_redis  # noqa: E402
+from local_redis import find_redis_server, redis_answers, start_private_redis  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 from bench.connects import manage  # noqa: E402

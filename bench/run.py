@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import redis  # noqa: E402
-from runtests import find_redis_server, redis_answers, start_private_redis  # noqa: E402
+from local_redis import find_redis_server, redis_answers, start_private_redis  # noqa: E402
 
 from bench import report  # noqa: E402
 from bench.loadgen import TEXT  # noqa: E402

@@ -43,6 +43,8 @@ RECORD_START = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|\d+\.\d+\.\d+\.\d+:
 # WebSocket handshake leaves one). realtime.node says "going away" to the sockets itself, so the
 # clients still hear 1001; test_sigterm_just_after_a_new_connection_still_says_going_away checks it.
 KNOWN_UPSTREAM = [("in kill_all_applications", "KeyError: 'application_instance'")]
+# The static coverage context of the server processes' measurements (scripts/runtests.py counts them).
+COVERAGE_CONTEXT = "e2e"
 
 
 def free_port() -> int:
@@ -313,7 +315,22 @@ def server_env(
         }
     )
     env.update({key: str(value) for key, value in (extra or {}).items()})
+    mark_coverage(env)
     return env
+
+
+def mark_coverage(env: dict[str, str], context: str = COVERAGE_CONTEXT) -> None:
+    """Label what a measured server process runs with the static coverage context `context`, so that
+    scripts/runtests.py can tell the server code the end-to-end runs reached. Coverage hands its
+    configuration to subprocesses in `COVERAGE_PROCESS_CONFIG` (`patch = ["subprocess"]`); unmeasured
+    runs (the benchmark, `--no-cov`) have none, and stay so."""
+    data = env.get("COVERAGE_PROCESS_CONFIG")
+    if data:
+        from coverage.config import CoverageConfig  # only here: coverage measures this process
+
+        config = CoverageConfig.deserialize(data)
+        config.context = context
+        env["COVERAGE_PROCESS_CONFIG"] = config.serialize()
 
 
 def proc_status_kib(pid: int, field: str = "VmRSS") -> int:
