@@ -307,7 +307,11 @@ def main(argv: list[str]) -> int:
                 redis_prefix="bench-fanout",
                 secret_key=key,
                 signing_key=key,
-                extra={"REALTIME_RATE": 100000, "REALTIME_RATE_BURST": 100000},
+                extra={
+                    "REALTIME_RATE": 100000,
+                    "REALTIME_RATE_BURST": 100000,
+                    "REALTIME_PUBLISH_BYTES_PER_SECOND": 1 << 30,  # one socket publishes it all
+                },
             )
             manage(base, "migrate", "--noinput", "-v", "0")
             users = math.ceil(args.subscribers / args.per_user) + 1  # the last one publishes

@@ -117,6 +117,8 @@ def target_env(
                 # frame rate (default 50/s); everything else is the default.
                 "REALTIME_RATE": 100000,
                 "REALTIME_RATE_BURST": 100000,
+                # ... and its bytes (PUBLISH_BYTES_PER_SECOND, 256 KiB/s by default): no quota in the way.
+                "REALTIME_PUBLISH_BYTES_PER_SECOND": 1 << 30,
                 "REALTIME_NAMESPACES": json.dumps(NAMESPACES),
                 "CHANNEL_LAYER_FLAVOUR": "pubsub" if target.layer == "pubsub" else "core",
             }

@@ -29,7 +29,14 @@ from .servers import HOST, DaphneServer, proc_status_kib
 pytestmark = [pytest.mark.e2e]
 
 QUEUE_BYTES = 65536
-SLOW_ENV = {"REALTIME_SEND_QUEUE_BYTES": QUEUE_BYTES, "REALTIME_RATE": 10000, "REALTIME_RATE_BURST": 10000}
+# The publisher sends 20 MB as fast as the normal subscriber reads: lift the frame rate and the
+# publish quota (PUBLISH_BYTES_PER_SECOND, 256 KiB/s); what is under test is the send queue's bound.
+SLOW_ENV = {
+    "REALTIME_SEND_QUEUE_BYTES": QUEUE_BYTES,
+    "REALTIME_RATE": 10000,
+    "REALTIME_RATE_BURST": 10000,
+    "REALTIME_PUBLISH_BYTES_PER_SECOND": 1 << 30,
+}
 CHANNEL = "public:firehose"
 COUNT = 2000
 PAYLOAD = 10_000  # bytes of padding per publication: 2,000 x 10 KB = 20 MB published
