@@ -9,6 +9,7 @@ an HTTP error here, in `RealtimeAPIView.handle_exception`, with the status of
 from __future__ import annotations
 
 import codecs
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -28,7 +29,7 @@ from accounts.errors import APIError
 from . import metrics, protocol
 from .conf import realtime_settings
 from .engine import Slice
-from .exceptions import SERVICE_ERRORS, BadRequest, RealtimeError, Unavailable, backing_service
+from .exceptions import SERVICE_ERRORS, BadRequest, RateLimited, RealtimeError, Unavailable, backing_service
 from .limits import KeyedBuckets
 from .models import Room
 from .namespaces import Namespace, check_access, resolve
@@ -63,6 +64,7 @@ class RealtimeAPIError(APIError):
         super().__init__(exc.message)
         self.status_code = HTTP_STATUS[exc.code]
         self.default_code = str(exc.code)
+        self.wait = getattr(exc, "retry_after", None)  # seconds: the `Retry-After` header of a 429
 
 
 def to_api_error(exc: Exception) -> Exception:
@@ -146,11 +148,20 @@ class PublishView(RealtimeAPIView):
         channel, data = publish_request(request.data)
         user, rate = request.user.pk, realtime_settings.PUBLISH_BYTES_PER_SECOND
 
-        def allow(size: int) -> bool:
-            return PUBLISH_QUOTAS.take(user, size, rate=rate)
+        refused: list[int] = []
 
-        with service_errors():
-            published = publish_sync(channel, data, user=None, allow=allow)
+        def allow(size: int) -> bool:
+            if PUBLISH_QUOTAS.take(user, size, rate=rate):
+                return True
+            refused.append(size)
+            return False
+
+        try:
+            with service_errors():
+                published = publish_sync(channel, data, user=None, allow=allow)
+        except RateLimited as exc:  # with Retry-After: when this publication would fit the quota
+            exc.retry_after = math.ceil(PUBLISH_QUOTAS.wait(user, refused[-1])) or 1
+            raise
         return Response({"channel": channel, "epoch": published.epoch, "offset": published.offset}, status=201)
 
 

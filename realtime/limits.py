@@ -41,6 +41,11 @@ class TokenBucket:
             return True
         return False
 
+    def wait(self, amount: float = 1) -> float:
+        """Seconds until `take(amount)` would succeed (0 when it would now)."""
+        tokens = min(self.burst, self.tokens + (self.clock() - self.stamp) * self.rate)
+        return max(0.0, (min(amount, self.burst) - tokens) / self.rate)
+
     def full(self) -> bool:
         """True when the bucket has refilled completely: it is as good as a new one."""
         return self.tokens + (self.clock() - self.stamp) * self.rate >= self.burst
@@ -71,6 +76,12 @@ class KeyedBuckets:
                     self._make_room()
                 bucket = self.buckets[key] = TokenBucket(rate, rate, self.clock)
             return bucket.take(amount)
+
+    def wait(self, key: object, amount: float) -> float:
+        """Seconds until `key`'s bucket holds `amount` (0 for a key without a bucket: it would be full)."""
+        with self.lock:
+            bucket = self.buckets.get(key)
+            return 0.0 if bucket is None else bucket.wait(amount)
 
     def _make_room(self) -> None:
         for key in [key for key, bucket in self.buckets.items() if bucket.full()]:

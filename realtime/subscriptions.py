@@ -288,9 +288,15 @@ class Subscriptions:
         task.add_done_callback(self.fills.discard)
 
     async def fill(self, sub: Subscription) -> None:
-        """Deliver what history holds after the subscription's position, then what was held meanwhile."""
+        """Deliver what history holds after the subscription's position, then what was held meanwhile.
+
+        At most MAX_REPLY_BYTES of it, as any reply: a gap larger than that ends the subscription
+        (`insufficient_state`), and the client's `recover` gets what fits."""
         try:
-            stream = await get_engine().since(sub.channel, sub.epoch, sub.offset, ttl=sub.namespace.history_ttl)
+            stream = await get_engine().since(
+                sub.channel, sub.epoch, sub.offset, ttl=sub.namespace.history_ttl,
+                max_bytes=self.consumer.settings["MAX_REPLY_BYTES"],
+            )  # fmt: skip
         except SERVICE_ERRORS as exc:  # Redis away: the client is told (insufficient_state) and recovers
             metrics.service_error(exc)
             logger.warning("history read for the gap on %s failed: %r", sub.channel, exc)

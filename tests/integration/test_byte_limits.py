@@ -94,7 +94,9 @@ def test_the_http_publish_api_has_a_byte_quota_per_user(api_login, make_user):
     root, admin = make_user("root", is_staff=True), make_user("admin", is_staff=True)
     body = {"channel": "public:a", "data": "x" * 900}
     assert api_login(root).post(PUBLISH, body, format="json").status_code == 201
-    assert_error(api_login(root).post(PUBLISH, body, format="json"), 429, "rate_limited")
+    refused = api_login(root).post(PUBLISH, body, format="json")
+    assert_error(refused, 429, "rate_limited")
+    assert refused["Retry-After"] == "1"  # 900 of 1024 bytes per second come back within a second
     assert api_login(admin).post(PUBLISH, body, format="json").status_code == 201  # another user's own quota
     history = api_login(admin).get(history_url("public:a")).json()
     assert offsets(history["publications"]) == [1, 2]  # the refused one was not stored
@@ -159,3 +161,21 @@ async def test_a_recovery_over_max_reply_bytes_is_not_recovered(engine, login):
         {"type": "subscribe", "id": 1, "channel": "public:r", "recover": {"epoch": last.epoch, "offset": 28}}
     )
     assert reply["recovered"] is True and offsets(reply["publications"]) == [29, 30, 31]
+
+
+@override_settings(REALTIME={"MAX_REPLY_BYTES": KIB})
+async def test_a_gap_over_max_reply_bytes_ends_the_subscription_and_a_small_one_is_filled(engine, login):
+    """The fill of a gap is a reply too: bounded by MAX_REPLY_BYTES. Over it the subscription ends
+    with `insufficient_state` (the client recovers, bounded as well); under it the gap is filled."""
+    from tests.integration.lossy import lossy_fanout
+
+    with lossy_fanout({1, 2, 5}):
+        ann = await login()
+        for channel in ("public:wide", "public:narrow"):
+            await ann.request({"type": "subscribe", "id": channel, "channel": channel})
+        await fill("public:wide", 3, 600)  # 1 and 2 lost: 1,200 bytes of gap, over the bound
+        ended = await ann.recv_type("unsubscribed")
+        assert ended == {"type": "unsubscribed", "channel": "public:wide", "reason": "insufficient_state"}
+        for n in range(1, 7):  # 1, 2 and 5 lost: two gaps of small publications, each filled
+            await publish("public:narrow", n)
+        assert [(await ann.recv_type("message"))["data"] for _ in range(6)] == [1, 2, 3, 4, 5, 6]

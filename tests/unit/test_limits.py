@@ -92,3 +92,14 @@ def test_keyed_buckets_keep_bounded_memory():
         buckets.take(key, 1000, rate=1000)
     assert len(buckets.buckets) <= 10
     assert buckets.take(149, 1, rate=1000) is False  # the newest ones are kept (and still empty)
+
+
+def test_wait_says_when_an_amount_fits_again():
+    now = [0.0]
+    bucket = TokenBucket(100, 100, clock=lambda: now[0])
+    assert bucket.wait(60) == 0
+    assert bucket.take(60) and not bucket.take(60)
+    assert bucket.wait(60) == pytest.approx(0.2)  # 40 left, 20 more at 100 per second
+    now[0] = 0.2
+    assert bucket.wait(60) == 0 and bucket.take(60)
+    assert bucket.wait(500) == pytest.approx(1.0)  # over the burst: from a full bucket
