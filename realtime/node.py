@@ -76,6 +76,11 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+def serving() -> bool:
+    """Whether this process registered as a node: it serves HTTP or sockets (not a shell or a command)."""
+    return _runner is not None
+
+
 def node_name() -> str:
     """This process's node name, `"<hostname>:<pid>"`, computed at call time (a fork gets its own)."""
     # Node.hostname holds 150 characters; the name must stay parseable by rpartition(":").

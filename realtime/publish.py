@@ -70,9 +70,11 @@ def unheard_warning() -> str | None:
     reaches no socket at all. Said once per process (`publish_sync` logs it).
     """
     global _warned
-    from . import node
+    if _warned or getattr(settings, "REDIS_URL", ""):
+        return None
+    from .node import serving
 
-    if _warned or getattr(settings, "REDIS_URL", "") or node._runner is not None:
+    if serving():
         return None
     _warned = True
     return (
@@ -81,9 +83,12 @@ def unheard_warning() -> str | None:
     )
 
 
+_publish_from_sync = async_to_sync(publish)
+
+
 def publish_sync(channel: str, data: Any, *, user: int | None = None, allow: Callable[[int], bool] | None = None):
     """`publish` from synchronous code (a view, a signal, a task, a shell); returns the position."""
     warning = unheard_warning()
     if warning:
         logger.warning(warning)
-    return async_to_sync(publish)(channel, data, user=user, allow=allow)
+    return _publish_from_sync(channel, data, user=user, allow=allow)
