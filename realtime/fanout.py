@@ -31,7 +31,7 @@ from . import metrics, protocol
 from .conf import realtime_settings
 from .engine import Engine, Position, get_engine
 from .engine.base import PRESENCE_EVENT, PUBLICATION_EVENT, Listener, PresenceChange
-from .node import _advisory
+from .node import advisory
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class Hub:
         while self.channels:
             await asyncio.sleep(realtime_settings.DELIVERY_CHECK)
             # Redis away: one warning per streak; the listener reconnects and its subscribers heal anyway.
-            await _advisory("delivery check", self.check, self._check_failing)
+            await advisory("delivery check", self.check, self._check_failing)
 
     async def check(self) -> None:
         """Catch publications the fan-out lost with nothing after them to reveal the gap.

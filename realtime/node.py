@@ -224,7 +224,7 @@ async def _guarded(what: str, func: Any, *args: Any, failing: set[str]) -> None:
             logger.info("realtime node: %s works again", what)
 
 
-async def _advisory(what: str, step: Any, failing: set[str]) -> None:
+async def advisory(what: str, step: Any, failing: set[str]) -> None:
     """Run one engine step of the beat (presence, session records); log a failure once per streak."""
     try:
         await step()
@@ -247,9 +247,9 @@ async def _touch_engine(failing: set[str]) -> None:
     from .resume import touch_local as touch_sessions
     from .slots import touch_local as touch_slots
 
-    await _advisory("connection slots", touch_slots, failing)
-    await _advisory("presence touch", touch_presence, failing)
-    await _advisory("session positions", touch_sessions, failing)
+    await advisory("connection slots", touch_slots, failing)
+    await advisory("presence touch", touch_presence, failing)
+    await advisory("session positions", touch_sessions, failing)
 
 
 def _next(deadline: float, period: float, now: float) -> float:
@@ -284,7 +284,7 @@ async def _run(name: str) -> None:
             await _guarded("cleanup", cleanup, failing=failing)
             next_cleanup = _next(next_cleanup, realtime_settings.CLEANUP_INTERVAL, loop.time())
         if now >= next_renewal:
-            await _advisory("group renewal", lambda: renew_groups(layer), failing)
+            await advisory("group renewal", lambda: renew_groups(layer), failing)
             next_renewal = _next(next_renewal, renewal, loop.time())
 
 
