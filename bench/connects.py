@@ -6,9 +6,10 @@ It makes a temporary SQLite database (`manage.py migrate`), creates users and
 mints their access tokens (`manage.py shell -c`), starts one daphne process on
 127.0.0.1 (like the end-to-end harness), then opens `--connections` WebSockets
 with `Authorization: Bearer`, at most `--concurrency` handshakes in flight, and
-waits for `welcome` on each (by then the session row is written). The sockets
-stay open until all are in, then close. It prints connects per second and the
-p50/p95 connect-to-`welcome` latency.
+waits for `welcome` on each (the session row is queued then, and written in the
+background). The sockets stay open until all are in, then close. It prints
+connects per second, the p50/p95 connect-to-`welcome` latency, and the session
+rows recorded once the server has stopped.
 
 The channel layer is the in-memory one unless `--redis-url` is given. Everything
 is bounded: `--timeout` for the whole run, 127.0.0.1 only.
