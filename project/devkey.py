@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,12 +78,21 @@ def bind_hosts(argv: Sequence[str]) -> list[str]:
 
 
 def check_serving(argv: Sequence[str]) -> None:
-    """Refuse to start (ImproperlyConfigured) with the development key on a non-loopback bind."""
+    """Refuse to start (ImproperlyConfigured) with the development key on a non-loopback bind; else say it is used.
+
+    Called once by each serving process as it loads the ASGI application, so `make run`
+    says it once (management commands do not say it at all).
+    """
     if not getattr(settings, "DEVELOPMENT_KEY", False):
         return
     for host in bind_hosts(argv):
         if not is_loopback(host):
             raise ImproperlyConfigured(REFUSAL.format(host=host))
+    where = getattr(settings, "DEVELOPMENT_KEY_FILE", None)
+    warnings.warn(
+        f"SECRET_KEY is not set: serving with this checkout's development key ({where}); loopback only.",
+        stacklevel=2,
+    )
 
 
 class DevelopmentKeyGuard:

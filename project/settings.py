@@ -8,7 +8,6 @@ REDIS_URL.
 import os
 import secrets
 import tempfile
-import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -48,12 +47,9 @@ DEVELOPMENT_KEY = not SECRET_KEY
 if DEVELOPMENT_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
-    _key_file = Path(env.str("DEV_SECRET_KEY_FILE", default=str(BASE_DIR / ".dev-secret-key")))
-    warnings.warn(
-        f"SECRET_KEY is not set: using this checkout's development key ({_key_file}); loopback only.",
-        stacklevel=1,
-    )
-    SECRET_KEY = _development_key(_key_file)
+    # Said once, by the serving process (project.devkey.check_serving), not by every command.
+    DEVELOPMENT_KEY_FILE = Path(env.str("DEV_SECRET_KEY_FILE", default=str(BASE_DIR / ".dev-secret-key")))
+    SECRET_KEY = _development_key(DEVELOPMENT_KEY_FILE)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -1,5 +1,7 @@
 """The development key serves loopback only: bind addresses from each server's command line, and the guard."""
 
+import warnings
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
@@ -41,16 +43,19 @@ def test_loopback(host, loopback):
     assert devkey.is_loopback(host) is loopback
 
 
-@override_settings(DEVELOPMENT_KEY=True)
+@override_settings(DEVELOPMENT_KEY=True, DEVELOPMENT_KEY_FILE="/checkout/.dev-secret-key")
 def test_the_development_key_refuses_a_public_bind_and_allows_loopback():
-    devkey.check_serving(["/venv/bin/daphne", "-b", "127.0.0.1", "project.asgi:application"])
+    with pytest.warns(UserWarning, match=r"development key \(/checkout/.dev-secret-key\); loopback only"):
+        devkey.check_serving(["/venv/bin/daphne", "-b", "127.0.0.1", "project.asgi:application"])
     with pytest.raises(ImproperlyConfigured, match="development key .* 0.0.0.0"):
         devkey.check_serving(["/venv/bin/daphne", "-b", "0.0.0.0", "project.asgi:application"])
 
 
 @override_settings(DEVELOPMENT_KEY=False)
 def test_a_configured_key_serves_anywhere():
-    devkey.check_serving(["/venv/bin/daphne", "-b", "0.0.0.0", "project.asgi:application"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and says nothing about a development key
+        devkey.check_serving(["/venv/bin/daphne", "-b", "0.0.0.0", "project.asgi:application"])
 
 
 class Recorder:

@@ -37,7 +37,8 @@ def test_embedded_defaults():
     assert values["layer"] == "channels.layers.InMemoryChannelLayer"
     assert values["debug"] is True
     assert values["access"] == 300
-    assert "SECRET_KEY is not set" in result.stderr and "development key" in result.stderr
+    # Loading the settings says nothing about the development key: the serving process says it, once.
+    assert "SECRET_KEY" not in result.stderr and "development key" not in result.stderr, result.stderr
 
 
 def test_production_environment():
@@ -67,7 +68,6 @@ def test_without_a_secret_key_each_checkout_gets_its_own_random_development_key(
         command = [sys.executable, "-c", probe]
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-        assert "development key" in done.stderr and "loopback only" in done.stderr
         return done.stdout.strip()
 
     first = key(tmp_path / "one")
