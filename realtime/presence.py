@@ -35,9 +35,13 @@ async def announce(channel: str, change: PresenceChange | None) -> None:
 
 
 async def add(channel: str, session: str, user: dict[str, Any]) -> PresenceChange:
-    """A socket subscribed: mark it present."""
+    """A socket subscribed: mark it present (on failure, this process keeps nothing: a stored entry lapses)."""
     LOCAL.setdefault(channel, set()).add(session)
-    return await get_engine().presence_add(channel, session, user, ttl=ttl())
+    try:
+        return await get_engine().presence_add(channel, session, user, ttl=ttl())
+    except BaseException:
+        _forget(channel, session)  # or the beat would keep extending an entry of a socket that is not subscribed
+        raise
 
 
 async def remove(channel: str, session: str) -> PresenceChange:

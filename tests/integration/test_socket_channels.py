@@ -6,6 +6,7 @@ import json
 import pytest
 from django.test import override_settings
 
+from realtime import presence
 from realtime.engine import get_engine, publication_parts, reset_engines
 from realtime.models import Room
 from realtime.publish import publish
@@ -334,3 +335,40 @@ async def test_non_json_numbers_cannot_be_published(backend, login, number):
     assert reply["code"] == "bad_request"
     history = await ann.request({"type": "history", "id": 3, "channel": "public:x"})
     assert history["publications"] == [] and history["offset"] == 0
+
+
+async def frames_until_pong(socket, request_id):
+    """Every frame up to the pong of a ping sent now (pings skipped): what the socket had queued before it."""
+    await socket.send({"type": "ping", "id": request_id})
+    seen = []
+    while (frame := await socket.recv())["type"] != "pong":
+        if frame["type"] != "ping":
+            seen.append(frame)
+    assert frame == {"type": "pong", "id": request_id}
+    return seen
+
+
+async def break_presence(channel):
+    """A real Redis failure of presence alone: its sorted set becomes a string (WRONGTYPE)."""
+    engine = get_engine()
+    await engine.redis.set(engine.key("pz", channel), "not a sorted set")
+    return engine
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+async def test_a_presence_failure_at_subscribe_is_its_one_reply_and_nothing_stays_subscribed(backend, login):
+    bob = await login("bob")
+    await bob.request({"type": "subscribe", "id": 1, "channel": "public:p"})
+    ann = await login("ann")
+    engine = await break_presence("public:p")
+    reply = await ann.request({"type": "subscribe", "id": 2, "channel": "public:p"})
+    assert (reply["type"], reply["code"], reply["id"]) == ("error", "unavailable", 2), reply
+    await publish("public:p", "after the failure")
+    assert (await bob.recv_type("message"))["data"] == "after the failure"  # the fan-out went past ann too
+    assert await frames_until_pong(ann, 3) == []  # no second reply, no message: ann is not subscribed
+    assert ann.welcome["session"] not in presence.LOCAL.get("public:p", set())  # the beat keeps nothing alive
+    await engine.redis.delete(engine.key("pz", "public:p"))
+    again = await ann.request({"type": "subscribe", "id": 4, "channel": "public:p"})
+    assert again["type"] == "subscribed" and again["offset"] == 1
+    reply = await ann.request({"type": "presence", "id": 5, "channel": "public:p"})
+    assert "ann" in {member["username"] for member in reply["members"]}  # (bob's entry went with the broken set)

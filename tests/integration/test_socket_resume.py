@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from realtime import presence, resume, sessions
-from realtime.engine import reset_engines
+from realtime.engine import get_engine, reset_engines
 from realtime.models import Connection, Room
 from realtime.publish import publish
 from tests.conftest import make_tokens
@@ -297,3 +297,29 @@ async def test_a_channel_lost_meanwhile_is_not_restored(backend, login, connect)
         "channel": "room:attic",
         "reason": "removed",
     }
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+async def test_a_presence_failure_in_a_restore_says_unsubscribed_and_means_it(backend, login, connect):
+    """The client is told the state the server holds: `unsubscribed`, and then no messages of that channel."""
+    bob = await login("bob")
+    await bob.request({"type": "subscribe", "id": 1, "channel": "public:rp"})
+    ann = await login("ann")
+    await ann.request({"type": "subscribe", "id": 1, "channel": "public:rp"})
+    await ann.request({"type": "subscribe", "id": 2, "channel": "public:other"})
+    await drop(ann)
+    engine = get_engine()
+    await engine.redis.set(engine.key("pz", "public:rp"), "not a sorted set")  # presence alone fails (WRONGTYPE)
+    again = await connect()
+    assert (await auth_frame(again, ann.user, ann.welcome["session"]))["resumed"] is True
+    told = {}
+    while len(told) < 2:
+        frame = await again.recv()
+        if frame["type"] not in ("ping", "join", "leave"):
+            told[frame["channel"]] = frame["type"]
+    assert told == {"public:rp": "unsubscribed", "public:other": "subscribed"}
+    await publish("public:rp", "after the failure")
+    assert (await bob.recv_type("message"))["data"] == "after the failure"  # the fan-out went past ann too
+    await again.send({"type": "ping", "id": 3})
+    assert await again.recv_type("pong") == {"type": "pong", "id": 3}  # no message of public:rp came first
+    assert ann.welcome["session"] not in presence.LOCAL.get("public:rp", set())
