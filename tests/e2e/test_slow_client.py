@@ -108,6 +108,8 @@ async def test_a_client_that_stops_reading_is_cut_off_and_memory_stays_bounded(s
         if n % SAMPLE_EVERY == 0:
             samples.append(rss_kib(server.pid))
     await normal.wait_for(lambda: normal.last_offset.get(CHANNEL, 0) >= COUNT, WAIT, f"offset {COUNT}")
+    # The replies to the publisher travel apart from the fan-out: the last may come after the last message.
+    await publisher.wait_for(lambda: len(publisher.of_type("published")) >= COUNT, WAIT, f"{COUNT} published")
     timings(f"{COUNT} x {PAYLOAD} B published and delivered to the normal subscriber", time.monotonic() - started)
     samples.append(rss_kib(server.pid))
     peak_after = proc_status_kib(server.pid, "VmHWM")
