@@ -3,7 +3,7 @@
 `lossy_fanout` and `echoing_fanout` make this process's hub (realtime.fanout) lose or
 repeat publications as they arrive from the engine (the real memory engine or Redis):
 what a Redis pub/sub reconnect or a repeated delivery would do. Apply them before the
-sockets of the test subscribe.
+sockets of the test subscribe. `break_presence` makes a real Redis fail presence alone.
 """
 
 import contextlib
@@ -11,6 +11,7 @@ from unittest import mock
 
 from channels.layers import InMemoryChannelLayer
 
+from realtime.engine import get_engine
 from realtime.engine.base import PUBLICATION_EVENT
 from realtime.fanout import Hub
 
@@ -51,3 +52,10 @@ class FailingDiscardLayer(InMemoryChannelLayer):
 
     async def group_discard(self, group, channel):
         raise ConnectionError("the channel layer is down")
+
+
+async def break_presence(channel: str):
+    """A real Redis failure of presence alone: the channel's presence set becomes a string (WRONGTYPE)."""
+    engine = get_engine()
+    await engine.redis.set(engine.key("pz", channel), "not a sorted set")
+    return engine

@@ -10,7 +10,7 @@ from realtime import presence
 from realtime.engine import get_engine, publication_parts, reset_engines
 from realtime.models import Room
 from realtime.publish import publish
-from tests.integration.lossy import echoing_fanout, lossy_fanout
+from tests.integration.lossy import break_presence, echoing_fanout, lossy_fanout
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -346,13 +346,6 @@ async def frames_until_pong(socket, request_id):
             seen.append(frame)
     assert frame == {"type": "pong", "id": request_id}
     return seen
-
-
-async def break_presence(channel):
-    """A real Redis failure of presence alone: its sorted set becomes a string (WRONGTYPE)."""
-    engine = get_engine()
-    await engine.redis.set(engine.key("pz", channel), "not a sorted set")
-    return engine
 
 
 @pytest.mark.parametrize("backend", ["redis"], indirect=True)

@@ -8,10 +8,11 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from realtime import presence, resume, sessions
-from realtime.engine import get_engine, reset_engines
+from realtime.engine import reset_engines
 from realtime.models import Connection, Room
 from realtime.publish import publish
 from tests.conftest import make_tokens
+from tests.integration.lossy import break_presence
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -308,8 +309,7 @@ async def test_a_presence_failure_in_a_restore_says_unsubscribed_and_means_it(ba
     await ann.request({"type": "subscribe", "id": 1, "channel": "public:rp"})
     await ann.request({"type": "subscribe", "id": 2, "channel": "public:other"})
     await drop(ann)
-    engine = get_engine()
-    await engine.redis.set(engine.key("pz", "public:rp"), "not a sorted set")  # presence alone fails (WRONGTYPE)
+    await break_presence("public:rp")
     again = await connect()
     assert (await auth_frame(again, ann.user, ann.welcome["session"]))["resumed"] is True
     told = {}
