@@ -9,6 +9,13 @@ RESUME_WINDOW seconds. So a session resumes on any process, also when the proces
 that held it was killed: the replay then starts from the positions of its last beat,
 or exactly after the client's own `positions`.
 
+The positions are the *acknowledged* ones (`Subscriptions.positions`): what the client
+is known to have received, as of its last answered heartbeat, never merely what was
+written to its socket. A connection that broke without a close handshake may have lost
+its last frames, and a server that closes a socket (1001 at a shutdown, 4004, ...) is not
+told by the ASGI server whether the client got what was queued before the close; the
+replay repeats those (clients drop duplicates by offset) rather than miss them.
+
 A socket that resumes a session takes it over: the record becomes its own, and a
 socket that still held it (the dead end of a connection its client gave up) is
 closed with 4509, so that one session is held by one socket at a time.
@@ -54,7 +61,8 @@ def live_ttl() -> float:
 
 
 class SessionRecord:
-    """The engine's record of one live socket's session; `positions` reads its current subscriptions."""
+    """The engine's record of one live socket's session; `positions` reads its subscriptions' acknowledged
+    positions."""
 
     def __init__(self, session: str, owner: str, user_id: Any, positions: Callable[[], dict[str, list]]) -> None:
         self.session = session

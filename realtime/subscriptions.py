@@ -9,6 +9,13 @@ publications read from history. When history cannot fill the gap (trimmed, or a
 new epoch after lost data) the subscription ends with `unsubscribed` reason
 `insufficient_state`: the client resubscribes with `recover` and learns
 `recovered: false`.
+
+Delivered is not received: a connection that breaks without a close loses what was
+written just before. What a resume replays from (the session record) is therefore the
+position each subscription had when the client's last answered heartbeat `ping` was
+queued (its `pong` proves every frame before it arrived: the connection and the send
+queue keep order), or where the subscription started when it is newer than that ping.
+That costs one snapshot per ping, nothing per message.
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ INSUFFICIENT_STATE = "insufficient_state"
 
 @dataclass(slots=True)
 class Subscription:
-    """One channel this connection receives: the last position delivered.
+    """One channel this connection receives: the last position delivered (`offset`), and the last one the
+    client is known to have (`acked`: see the module docstring), both in `epoch`, which never changes.
 
     `held` is not None while a history read for this subscription is under way (a gap
     being filled): live publications wait there, in arrival order, and are delivered
@@ -55,7 +63,8 @@ class Subscription:
     namespace: Namespace
     epoch: str
     offset: int
-    held: list[tuple[str, int, str]] | None = None
+    acked: int
+    held: list[tuple[str, int, str, int]] | None = None  # (epoch, offset, frame, its UTF-8 bytes)
 
 
 class Subscriptions:
@@ -66,8 +75,10 @@ class Subscriptions:
         self.active: dict[str, Subscription] = {}
         self.may_publish: dict[str, bool] = {}
         # Channels being joined: live publications heard before the position is read wait here.
-        self.joining: dict[str, list[tuple[str, int, str]]] = {}
+        self.joining: dict[str, list[tuple[str, int, str, int]]] = {}
         self.fills: set[asyncio.Task] = set()  # history reads for gaps, cancelled when the socket goes
+        # Each subscription's delivered offset when the oldest heartbeat `ping` not yet answered was queued.
+        self.pinged: list[tuple[Subscription, int]] | None = None
 
     def user_info(self) -> dict[str, Any]:
         user = self.consumer.user
@@ -126,7 +137,9 @@ class Subscriptions:
             self.joining.pop(channel, None)
             hub.discard(channel, self)
             raise
-        sub = self.active[channel] = Subscription(channel, namespace, stream.epoch, stream.offset)
+        # The client is known to have what the replay began after (until a pong says more).
+        start = stream.offset - len(stream.publications)
+        sub = self.active[channel] = Subscription(channel, namespace, stream.epoch, stream.offset, start)
         recovered = recover is not None and stream.complete
         if recover is not None:
             metrics.recovery(recovered, len(stream.publications))
@@ -148,8 +161,21 @@ class Subscriptions:
             await self.consumer.record.write()
 
     def positions(self) -> dict[str, list]:
-        """Each subscribed channel's last delivered position, `{channel: [epoch, offset]}` (for a resume)."""
-        return {channel: [sub.epoch, sub.offset] for channel, sub in self.active.items()}
+        """Each subscribed channel's acknowledged position, `{channel: [epoch, offset]}`: a resume replays
+        after it, so that nothing a broken connection lost is missing (PROTOCOL section 3)."""
+        return {channel: [sub.epoch, sub.acked] for channel, sub in self.active.items()}
+
+    def ping_queued(self) -> None:
+        """A heartbeat `ping` went into the send queue: note what it follows, unless an earlier ping is
+        still unanswered (the next pong may be that one's answer, so it acknowledges only that one's)."""
+        if self.pinged is None:
+            self.pinged = [(sub, sub.offset) for sub in self.active.values()]
+
+    def pong_received(self) -> None:
+        """The client answered the heartbeat: it has every frame queued before that ping."""
+        pinged, self.pinged = self.pinged, None
+        for sub, offset in pinged or ():
+            sub.acked = offset
 
     async def restore(self, positions: dict[str, list]) -> None:
         """A resumed session: every subscription back, each `subscribed` (no id) with what it missed.
@@ -231,31 +257,31 @@ class Subscriptions:
 
     # ---------------------------------------------------------------- delivery
 
-    def on_publication(self, channel: str, epoch: str, offset: int, frame: str) -> bool:
+    def on_publication(self, channel: str, epoch: str, offset: int, frame: str, size: int) -> bool:
         """A live publication from the hub (the hot path: no parsing, no await); True when sent."""
         sub = self.active.get(channel)
         if sub is None:
             held = self.joining.get(channel)
             if held is not None:  # subscribing: goes out after `subscribed`
-                held.append((epoch, offset, frame))
+                held.append((epoch, offset, frame, size))
             return False
         if self.consumer.closing:
             return False
-        return self._live(sub, epoch, offset, frame)
+        return self._live(sub, epoch, offset, frame, size)
 
-    def _live(self, sub: Subscription, epoch: str, offset: int, frame: str) -> bool:
+    def _live(self, sub: Subscription, epoch: str, offset: int, frame: str, size: int) -> bool:
         """In order, once; a skip ahead (or a new epoch) is filled from history first."""
         if sub.held is not None:  # a gap is being filled: after it
-            sub.held.append((epoch, offset, frame))
+            sub.held.append((epoch, offset, frame, size))
             return False
         if epoch == sub.epoch:
             if offset <= sub.offset:
                 return False  # a duplicate, or already replayed in `subscribed`
             if offset == sub.offset + 1:
                 sub.offset = offset
-                self.consumer.send_text(frame)
+                self.consumer.send_text(frame, size)
                 return True
-        sub.held = [(epoch, offset, frame)]
+        sub.held = [(epoch, offset, frame, size)]
         self._start_fill(sub)
         return False
 
@@ -316,9 +342,9 @@ class Subscriptions:
             self.consumer.send_text(message_frame(text))
         self._replay(sub, held, len(stream.publications))
 
-    def _replay(self, sub: Subscription, held: list[tuple[str, int, str]], sent: int = 0) -> None:
+    def _replay(self, sub: Subscription, held: list[tuple[str, int, str, int]], sent: int = 0) -> None:
         """Deliver publications that waited (a join, a fill): the ones not yet sent go out now."""
-        for epoch, offset, frame in held:
-            sent += self._live(sub, epoch, offset, frame)  # a new skip starts another fill
+        for epoch, offset, frame, size in held:
+            sent += self._live(sub, epoch, offset, frame, size)  # a new skip starts another fill
         if sent:
             metrics.delivered(sent)

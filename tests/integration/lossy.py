@@ -3,7 +3,8 @@
 `lossy_fanout` and `echoing_fanout` make this process's hub (realtime.fanout) lose or
 repeat publications as they arrive from the engine (the real memory engine or Redis):
 what a Redis pub/sub reconnect or a repeated delivery would do. Apply them before the
-sockets of the test subscribe. `break_presence` makes a real Redis fail presence alone.
+sockets of the test subscribe. `break_presence` makes a real Redis fail presence alone, and
+`lose_history` makes an engine lose a channel's stream as a Redis flush or restart does.
 """
 
 import contextlib
@@ -13,6 +14,7 @@ from channels.layers import InMemoryChannelLayer
 
 from realtime.engine import get_engine
 from realtime.engine.base import PUBLICATION_EVENT
+from realtime.engine.memory import MemoryEngine
 from realtime.fanout import Hub
 
 
@@ -59,3 +61,11 @@ async def break_presence(channel: str):
     engine = get_engine()
     await engine.redis.set(engine.key("pz", channel), "not a sorted set")
     return engine
+
+
+async def lose_history(engine, channel: str) -> None:
+    """What a Redis flush or restart does to a channel's stored stream (its next use mints a new epoch)."""
+    if isinstance(engine, MemoryEngine):
+        engine.forget(channel)
+    else:
+        await engine.redis.delete(engine.key("m", channel), engine.key("h", channel))

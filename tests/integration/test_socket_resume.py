@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from realtime import presence, resume, sessions
+from realtime import presence, sessions
 from realtime.engine import reset_engines
 from realtime.models import Connection, Room
 from realtime.publish import publish
@@ -54,7 +54,8 @@ async def test_resume_restores_subscriptions_with_the_missed_publications(backen
         frame = await again.recv_type("subscribed")
         assert "id" not in frame and frame["recovered"] is True
         restored[frame["channel"]] = [p["data"] for p in frame["publications"]]
-    assert restored == {"public:r": [2, 3], f"user:{ann.user.pk}": ["private"]}
+    # 1 again: delivered before the drop but never acknowledged (no pong), so it may have been lost (§3)
+    assert restored == {"public:r": [1, 2, 3], f"user:{ann.user.pk}": ["private"]}
     await publish("public:r", 4)
     assert (await again.recv_type("message"))["offset"] == 4
     await sessions.flush()  # the row is written in the background
@@ -208,20 +209,6 @@ async def test_a_restore_stays_within_the_subscription_limit(login, connect):
         "channel": "public:two",
         "reason": "limit_exceeded",
     }
-
-
-async def test_the_beat_records_the_positions_delivered(backend, login, connect):
-    ann = await login("ann")
-    await ann.request({"type": "subscribe", "id": 1, "channel": "public:beat"})
-    for n in range(3):
-        await publish("public:beat", n)
-    for _ in range(3):
-        await ann.recv_type("message")
-    await resume.touch_local()  # what the node's beat does every NODE_HEARTBEAT
-    await publish("public:beat", "missed")
-    again = await connect()
-    assert (await auth_frame(again, ann.user, ann.welcome["session"]))["resumed"] is True
-    assert datas(await again.recv_type("subscribed")) == ["missed"]
 
 
 async def test_another_user_cannot_resume_a_session(backend, login, connect, make_user):
