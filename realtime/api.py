@@ -9,7 +9,6 @@ an HTTP error here, in `RealtimeAPIView.handle_exception`, with the status of
 from __future__ import annotations
 
 import codecs
-import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -27,21 +26,14 @@ from rest_framework.views import APIView
 from accounts.errors import APIError
 
 from . import metrics, protocol
-from .conf import realtime_settings
 from .engine import Slice
-from .exceptions import SERVICE_ERRORS, BadRequest, RateLimited, RealtimeError, Unavailable, backing_service
-from .limits import KeyedBuckets
+from .exceptions import SERVICE_ERRORS, BadRequest, RealtimeError, Unavailable, backing_service
 from .models import Room
 from .namespaces import Namespace, check_access, resolve
 from .publish import check_data_size, publish_sync
 from .reading import read_history, read_presence
 
 PUBLISH_PERMISSION = "realtime.publish"
-
-# PUBLISH_BYTES_PER_SECOND per user over HTTP, as per connection over a socket: a publisher's
-# token in a loop could otherwise fill Redis. Per process (no Redis round trip per request), so
-# a user behind N processes may publish up to N times the rate.
-PUBLISH_QUOTAS = KeyedBuckets()
 
 # Error code -> HTTP status. A code missing here (already_subscribed, not_subscribed,
 # limit_exceeded, internal) cannot come from an HTTP request: it is a server fault, 500.
@@ -144,24 +136,11 @@ class PublishView(RealtimeAPIView):
     parser_classes = [StrictJSONParser]
 
     def post(self, request: Request) -> Response:
-        """201 `{channel, epoch, offset}` of the new publication; 429 over the user's byte quota."""
+        """201 `{channel, epoch, offset}` of the new publication; 429 over the user's byte quota
+        (PUBLISH_BYTES_PER_SECOND, shared with the user's sockets), with `Retry-After`."""
         channel, data = publish_request(request.data)
-        user, rate = request.user.pk, realtime_settings.PUBLISH_BYTES_PER_SECOND
-
-        refused: list[int] = []
-
-        def allow(size: int) -> bool:
-            if PUBLISH_QUOTAS.take(user, size, rate=rate):
-                return True
-            refused.append(size)
-            return False
-
-        try:
-            with service_errors():
-                published = publish_sync(channel, data, user=None, allow=allow)
-        except RateLimited as exc:  # with Retry-After: when this publication would fit the quota
-            exc.retry_after = math.ceil(PUBLISH_QUOTAS.wait(user, refused[-1])) or 1
-            raise
+        with service_errors():
+            published = publish_sync(channel, data, user=None, quota=request.user.pk)
         return Response({"channel": channel, "epoch": published.epoch, "offset": published.offset}, status=201)
 
 

@@ -3,9 +3,10 @@
 A publication reaches a process once, on the engine's listener (one Redis pub/sub
 subscription per channel that has subscribers in this process; with the memory engine,
 directly), with its `message` frame already serialised. The hub splits off its position
-and hands the same frame text to every local subscription of the channel: a dict lookup,
+and hands the same frame text, with its length in UTF-8 bytes (measured once: an ASCII
+frame costs nothing to measure), to every local subscription of the channel: a dict lookup,
 an offset comparison and a queue append per subscriber, no channel-layer message, no
-decoding, no task. Order and completeness stay per subscription (`realtime.subscriptions`
+decoding, no encoding, no task. Order and completeness stay per subscription (`realtime.subscriptions`
 checks offsets and fills gaps from history), so an event lost on the process's one
 subscription (a Redis reconnect) is healed from history as before. A lost event that
 nothing follows (a quiet channel's last publication) shows no gap: every DELIVERY_CHECK
@@ -31,6 +32,7 @@ from . import metrics, protocol
 from .conf import realtime_settings
 from .engine import Engine, Position, get_engine
 from .engine.base import PRESENCE_EVENT, PUBLICATION_EVENT, Listener, PresenceChange
+from .limits import utf8_size
 from .node import advisory
 
 logger = logging.getLogger(__name__)
@@ -39,8 +41,8 @@ logger = logging.getLogger(__name__)
 class Target(Protocol):
     """What the hub hands events to: one connection's subscriptions (`realtime.subscriptions`)."""
 
-    def on_publication(self, channel: str, epoch: str, offset: int, frame: str) -> bool:
-        """A live publication; True when its frame was queued for the client."""
+    def on_publication(self, channel: str, epoch: str, offset: int, frame: str, size: int) -> bool:
+        """A live publication, its frame of `size` UTF-8 bytes; True when the frame was queued for the client."""
 
     def on_presence(self, channel: str, frames: list[str], count: int) -> None:
         """Presence pushes (already serialised) for the channel."""
@@ -129,9 +131,10 @@ class Hub:
         if kind == PUBLICATION_EVENT:
             epoch, offset, ts, frame = event[1:].split(" ", 3)
             offset = int(offset)
+            size = utf8_size(frame)  # once for every subscriber's send queue (SEND_QUEUE_BYTES counts bytes)
             delivered = 0
             for target in list(entry.targets):
-                if target.on_publication(channel, epoch, offset, frame):
+                if target.on_publication(channel, epoch, offset, frame, size):
                     delivered += 1
             if delivered:
                 metrics.delivered(delivered, int(ts))

@@ -82,10 +82,12 @@ async def handle_ping(consumer: RealtimeConsumer, request: protocol.Ping) -> Non
 
 
 async def handle_pong(consumer: RealtimeConsumer, request: protocol.Pong) -> None:
-    """`pong`: the receipt itself proved the client alive; one answering the heartbeat times its round trip."""
+    """`pong`: the receipt itself proved the client alive; one answering the heartbeat times its round trip,
+    and acknowledges what was sent before that ping (the positions a resume replays after)."""
     sent_at, consumer.ping_sent_at = consumer.ping_sent_at, None
     if sent_at is not None:
         metrics.pong_after(consumer.clock() - sent_at)
+    consumer.subscriptions.pong_received()
 
 
 async def handle_subscribe(consumer: RealtimeConsumer, request: protocol.Subscribe) -> None:
@@ -101,17 +103,17 @@ async def handle_unsubscribe(consumer: RealtimeConsumer, request: protocol.Unsub
 async def handle_publish(consumer: RealtimeConsumer, request: protocol.Publish) -> None:
     """`publish` where the namespace allows this user; the position comes back in `published`.
 
-    Over the connection's PUBLISH_BYTES_PER_SECOND it is `rate_limited` and not published,
-    an error that counts toward the 4008 close as the frame rate's do (`handle_error`).
+    Over the user's PUBLISH_BYTES_PER_SECOND (all of the user's sockets and HTTP publishes on
+    every process together) it is `rate_limited` and not published, an error that counts
+    toward the 4008 close as the frame rate's do (`handle_error`).
     """
     subs = consumer.subscriptions
     namespace, name = await subs.resolve(request.channel, request.id)
     await subs.check_publish(namespace, name, request.channel, request.id)
+    user = consumer.user.pk
     try:
         async with backing_service(request.id):
-            published = await publish(
-                request.channel, request.data, user=consumer.user.pk, allow=consumer.publish_bytes.take
-            )
+            published = await publish(request.channel, request.data, user=user, quota=user)
     except RateLimited as exc:
         raise with_id(exc, request.id) from None
     consumer.send_frame(protocol.published(request.id, request.channel, published.epoch, published.offset))

@@ -1,6 +1,5 @@
-"""Limits with no I/O (PROTOCOL section 8): a token bucket for the frame rate and for the
-bytes published, the same buckets per key (a user) for the HTTP API, and a sliding window
-that counts errors."""
+"""Limits with no I/O (PROTOCOL section 8): a token bucket for the frame rate, the same buckets
+per key (a user: the memory engine's publish quotas), and a sliding window that counts errors."""
 
 from __future__ import annotations
 
@@ -52,9 +51,9 @@ class TokenBucket:
 
 
 class KeyedBuckets:
-    """One `TokenBucket` per key (a user), each of `rate` with one second's worth as its burst.
+    """One `TokenBucket` per key (a user), each of `rate` with one second's worth as its burst (or `burst`).
 
-    For limits that outlive a connection (the HTTP API's publish quota). The table holds at
+    For limits that outlive a connection (the memory engine's publish quotas and connects). The table holds at
     most `max_keys` buckets: when it is full, buckets that refilled are forgotten (a new one
     is the same), then the oldest ones. Thread-safe: sync views may run in several threads.
     """
@@ -67,14 +66,15 @@ class KeyedBuckets:
         self.clock = clock
         self.lock = threading.Lock()
 
-    def take(self, key: object, amount: float, *, rate: float) -> bool:
-        """Spend `amount` from `key`'s bucket (made on first use, or anew when `rate` changed)."""
+    def take(self, key: object, amount: float, *, rate: float, burst: float | None = None) -> bool:
+        """Spend `amount` from `key`'s bucket (made on first use, or anew when `rate` or `burst` changed)."""
+        burst = rate if burst is None else burst
         with self.lock:
             bucket = self.buckets.get(key)
-            if bucket is None or bucket.rate != rate:
+            if bucket is None or bucket.rate != rate or bucket.burst != burst:
                 if bucket is None and len(self.buckets) >= self.max_keys:
                     self._make_room()
-                bucket = self.buckets[key] = TokenBucket(rate, rate, self.clock)
+                bucket = self.buckets[key] = TokenBucket(rate, burst, self.clock)
             return bucket.take(amount)
 
     def wait(self, key: object, amount: float) -> float:

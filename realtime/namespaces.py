@@ -30,6 +30,7 @@ class Namespace:
     subscribe: Rule
     publish: Rule
     history_size: int
+    history_bytes: int
     history_ttl: int
     presence: bool
     join_leave: bool
@@ -51,6 +52,7 @@ def namespaces() -> dict[str, Namespace]:
                 subscribe=_rule(name, "subscribe", rules["subscribe"]),
                 publish=_rule(name, "publish", rules["publish"]),
                 history_size=rules["history_size"],
+                history_bytes=rules["history_bytes"],
                 history_ttl=rules["history_ttl"],
                 presence=rules["presence"],
                 join_leave=rules["join_leave"],

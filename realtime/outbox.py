@@ -3,8 +3,9 @@
 The consumer never awaits the network: it puts frames here and a writer task
 awaits the ASGI `send` (a task only while there is something to send). When the server applies backpressure (see
 `realtime.daphne_adapter` for daphne) and the client does not read, the queue
-grows; past `limit` bytes the connection is cut off (close 4013) and the queue
-is dropped, so a slow client cannot grow the server's memory.
+grows; past `limit` bytes (UTF-8, as sent: not characters) the connection is cut
+off (close 4013) and the queue is dropped, so a slow client cannot grow the
+server's memory.
 """
 
 from __future__ import annotations
@@ -15,9 +16,20 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .limits import utf8_size
+
 logger = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125, two of them the code
+
+
+def close_message(code: int, reason: str) -> dict[str, Any]:
+    """The ASGI `websocket.close` for `code`, carrying `reason` (the `disconnect` frame's) in the close frame."""
+    encoded = reason.encode()[:MAX_CLOSE_REASON]
+    return {"type": "websocket.close", "code": int(code), "reason": encoded.decode(errors="ignore")}
 
 
 class Overflow(Exception):
@@ -53,11 +65,13 @@ class Outbox:
         if self._started and self.failed is None and self._queue and (self._writer is None or self._writer.done()):
             self._writer = asyncio.ensure_future(self._write())
 
-    def put_text(self, text: str) -> None:
-        """Queue one text frame; raise `Overflow` when that puts the queue over the limit."""
+    def put_text(self, text: str, size: int | None = None) -> None:
+        """Queue one text frame of `size` UTF-8 bytes (measured here when not given: the fan-out measures a
+        publication once for all its subscribers); raise `Overflow` when that puts the queue over the limit."""
         if self._closed or self.failed is not None:  # after a failed send the disconnect event follows
             return
-        size = len(text)
+        if size is None:
+            size = utf8_size(text)
         if self.queued_bytes + size > self.limit and self._queue:
             raise Overflow(f"send queue over {self.limit} bytes")
         self._queue.append(({"type": "websocket.send", "text": text}, size))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import math
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -22,10 +22,9 @@ from django.conf import settings
 
 from . import metrics
 from .conf import realtime_settings
-from .engine import Published, get_engine, publication_parts
+from .engine import OverQuota, Published, Quota, get_engine, publication_parts
 from .engine.base import now_ms
 from .exceptions import RateLimited, TooLarge
-from .limits import utf8_size
 from .namespaces import resolve
 
 logger = logging.getLogger(__name__)
@@ -38,23 +37,30 @@ def check_data_size(data: Any) -> None:
         raise TooLarge(f"`data` over {limit} bytes.")
 
 
-async def publish(
-    channel: str, data: Any, *, user: int | None = None, allow: Callable[[int], bool] | None = None
-) -> Published:
+async def publish(channel: str, data: Any, *, user: int | None = None, quota: int | None = None) -> Published:
     """Publish `data` to `channel` as user id `user` (None: the server); returns its position.
 
     Raises `BadRequest`/`UnknownNamespace` for a bad channel. Permissions are the
-    caller's business: this is the server side, which may publish anywhere. A quota
-    (PUBLISH_BYTES_PER_SECOND) is `allow`: given the publication's size in bytes, the
-    serialisation that is stored, before it is stored; False refuses it (`RateLimited`).
+    caller's business: this is the server side, which may publish anywhere. `quota` is the
+    id of the user charged for it (PUBLISH_BYTES_PER_SECOND, one quota per user for all of
+    the user's sockets and HTTP requests on every process), counted in bytes as stored; over
+    it, `RateLimited` (its `retry_after` in seconds) and nothing is stored.
     """
     namespace, _ = resolve(channel)
     ts = now_ms()
     head, tail = publication_parts(channel, data, user, ts)
-    if allow is not None and not allow(utf8_size(head) + utf8_size(tail)):
-        raise RateLimited("Publishing more bytes per second than PUBLISH_BYTES_PER_SECOND allows; not published.")
-    # Stored and fanned out in one step of the engine: every process serving the channel hears it once.
-    published = await get_engine().publish(channel, head, tail, size=namespace.history_size, ttl=namespace.history_ttl)
+    charge = None if quota is None else Quota(str(quota), realtime_settings.PUBLISH_BYTES_PER_SECOND)
+    try:
+        # Charged, stored and fanned out in one step of the engine (one Redis round trip): every
+        # process serving the channel hears it once.
+        published = await get_engine().publish(
+            channel, head, tail, size=namespace.history_size, ttl=namespace.history_ttl,
+            max_bytes=namespace.history_bytes, quota=charge,
+        )  # fmt: skip
+    except OverQuota as exc:
+        refused = RateLimited("Publishing more bytes per second than PUBLISH_BYTES_PER_SECOND allows; not published.")
+        refused.retry_after = math.ceil(exc.wait) or 1  # seconds: when this publication would fit
+        raise refused from None
     metrics.published()
     return published
 
@@ -86,9 +92,9 @@ def unheard_warning() -> str | None:
 _publish_from_sync = async_to_sync(publish)
 
 
-def publish_sync(channel: str, data: Any, *, user: int | None = None, allow: Callable[[int], bool] | None = None):
+def publish_sync(channel: str, data: Any, *, user: int | None = None, quota: int | None = None):
     """`publish` from synchronous code (a view, a signal, a task, a shell); returns the position."""
     warning = unheard_warning()
     if warning:
         logger.warning(warning)
-    return _publish_from_sync(channel, data, user=user, allow=allow)
+    return _publish_from_sync(channel, data, user=user, quota=quota)

@@ -13,14 +13,27 @@ import weakref
 from django.conf import settings
 from django.core.signals import setting_changed
 
-from .base import Engine, Position, PresenceChange, Published, SessionWrite, Slice, TakenSession, publication_parts
+from .base import (
+    Engine,
+    OverQuota,
+    Position,
+    PresenceChange,
+    Published,
+    Quota,
+    SessionWrite,
+    Slice,
+    TakenSession,
+    publication_parts,
+)
 from .memory import MemoryEngine
 
 __all__ = [
     "Engine",
+    "OverQuota",
     "Position",
     "PresenceChange",
     "Published",
+    "Quota",
     "SessionWrite",
     "Slice",
     "TakenSession",

@@ -32,6 +32,26 @@ class Published:
 
 
 @dataclass(frozen=True, slots=True)
+class Quota:
+    """A publisher's quota (PUBLISH_BYTES_PER_SECOND): `rate` bytes per second for `key` (a user id),
+    one second's worth at once, shared by everything that publishes for that key."""
+
+    key: str
+    rate: int
+
+
+class OverQuota(Exception):
+    """The publication would take its publisher over its quota: nothing was stored or sent.
+
+    `wait` is how many seconds until it would fit.
+    """
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"over the publish quota; fits in {wait:.3f} s")
+        self.wait = wait
+
+
+@dataclass(frozen=True, slots=True)
 class Slice:
     """Publications read from history, oldest first, with the channel's position.
 
@@ -168,12 +188,18 @@ class Engine(ABC):
     # ---------------------------------------------------------------- history
 
     @abstractmethod
-    async def publish(self, channel: str, head: str, tail: str, *, size: int, ttl: int) -> Published:
+    async def publish(
+        self, channel: str, head: str, tail: str, *, size: int, ttl: int, max_bytes: int = 0, quota: Quota | None = None
+    ) -> Published:
         """Give the publication the channel's next offset, append it to history and send its
         fan-out event to every listener of the channel, atomically (so events go out in offset order).
 
-        `size` publications are kept (0: none), for `ttl` seconds after the last
-        publication (0: forever). A channel whose history is gone gets a new epoch.
+        `size` publications are kept (0: none), the newest of them whose texts total at most
+        `max_bytes` UTF-8 bytes (0: no bound; the newest one stays however large), for `ttl`
+        seconds after the last publication (0: forever). A channel whose history is gone gets a
+        new epoch. With a `quota`, the UTF-8 bytes of `head + tail` are charged to it first, in
+        the same step; `OverQuota` when they do not fit (a token bucket: a publication larger
+        than a second's worth passes only from a full one, and leaves it owing).
         """
 
     # ---------------------------------------------------------------- fan-out
@@ -219,7 +245,9 @@ class Engine(ABC):
 
         When they do not all fit, the oldest ones that do (a page: the next read starts after its
         last offset), or with `newest` the newest ones that do (a replay that ends at the channel's
-        offset, so that the live stream follows it without a gap).
+        offset, so that the live stream follows it without a gap). A replay (`newest`) from another
+        epoch holds the current epoch's publications from its first (incomplete): what was published
+        since the loss still reaches a client that was subscribed before it (PROTOCOL section 4).
         """
 
     @abstractmethod
@@ -293,6 +321,14 @@ class Engine(ABC):
         One atomic step: lapsed slots are dropped first, and of two admits at once only one
         can take the last slot. A slot already held is renewed (and admitted). The slot
         lasts `ttl` seconds unless renewed (`slot_touch`) or released.
+        """
+
+    @abstractmethod
+    async def connect_take(self, user: str, *, rate: float, burst: int) -> bool:
+        """Count one connect of `user` (CONNECT_RATE, CONNECT_BURST): False when the user is over the rate.
+
+        A token bucket per user, shared by every process of the engine: `burst` connects at
+        once, refilled at `rate` per second.
         """
 
     @abstractmethod

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from ..limits import utf8_size
+from ..limits import KeyedBuckets, utf8_size
 from .base import (
     Engine,
     Listener,
+    OverQuota,
     Position,
     PresenceChange,
     Published,
+    Quota,
     SessionWrite,
     Slice,
     TakenSession,
@@ -38,6 +40,7 @@ class _Stream:
     epoch: str
     offset: int = 0
     history: deque = field(default_factory=deque)  # (offset, text, its UTF-8 size), oldest first
+    bytes: int = 0  # the UTF-8 sizes in `history`, added up
     expires_at: float | None = None
 
 
@@ -109,6 +112,8 @@ class MemoryEngine(Engine):
         self.presence: dict[str, _Presence] = {}
         self.sessions: dict[str, _Session] = {}
         self.slots: dict[str, dict[str, float]] = {}  # user -> slot -> expiry (connection limit)
+        self.connects = KeyedBuckets(clock=clock)  # user -> bucket of connects (CONNECT_RATE)
+        self.quotas = KeyedBuckets(clock=clock)  # publish quotas: this process's own (one process, one engine)
         self.listeners: weakref.WeakSet[MemoryListener] = weakref.WeakSet()
 
     def _stored(self, channel: str) -> _Stream | None:
@@ -133,14 +138,22 @@ class MemoryEngine(Engine):
         else:
             self.streams.pop(channel, None)
 
-    async def publish(self, channel: str, head: str, tail: str, *, size: int, ttl: int) -> Published:
+    async def publish(
+        self, channel: str, head: str, tail: str, *, size: int, ttl: int, max_bytes: int = 0, quota: Quota | None = None
+    ) -> Published:
+        cost = utf8_size(head) + utf8_size(tail)
+        if quota is not None and not self.quotas.take(quota.key, cost, rate=quota.rate):
+            raise OverQuota(self.quotas.wait(quota.key, cost))
         stream = self._stream(channel, ttl)
         stream.offset += 1
         text = splice_position(head, stream.epoch, stream.offset, tail)
         if size:
-            if stream.history.maxlen != size:
-                stream.history = deque(stream.history, maxlen=size)
-            stream.history.append((stream.offset, text, utf8_size(text)))  # sized once, not at every read
+            history = stream.history
+            text_size = cost + len(text) - len(head) - len(tail)  # the position is ASCII: sized once, not at reads
+            history.append((stream.offset, text, text_size))
+            stream.bytes += text_size
+            while len(history) > 1 and (len(history) > size or (max_bytes and stream.bytes > max_bytes)):
+                stream.bytes -= history.popleft()[2]
         stream.expires_at = self.clock() + ttl if ttl else None
         self._emit(channel, publication_event(stream.epoch, stream.offset, ts_of(head, tail), text))
         return Published(stream.epoch, stream.offset, text)
@@ -177,7 +190,10 @@ class MemoryEngine(Engine):
         newest: bool = False,
     ) -> Slice:
         stream = self._stream(channel, ttl)
-        if epoch != stream.epoch or offset > stream.offset:
+        lost = epoch != stream.epoch
+        if lost and newest:  # a replay across the loss: the current epoch from its first, never complete
+            offset = 0
+        elif lost or offset > stream.offset:
             return Slice(stream.epoch, stream.offset, [], complete=False)
         history = stream.history
         # Offsets are contiguous: the entries after `offset` are the last `kept` ones.
@@ -187,7 +203,7 @@ class MemoryEngine(Engine):
             texts.reverse()
         else:
             texts, cut = _fit(islice(history, len(history) - kept, None), limit, max_bytes)
-        return Slice(stream.epoch, stream.offset, texts, not cut and kept == stream.offset - offset)
+        return Slice(stream.epoch, stream.offset, texts, not (lost or cut) and kept == stream.offset - offset)
 
     async def latest(self, channel: str, limit: int, *, ttl: int, max_bytes: int | None = None) -> Slice:
         stream = self._stream(channel, ttl)
@@ -324,6 +340,9 @@ class MemoryEngine(Engine):
             return False
         held[slot] = now + ttl
         return True
+
+    async def connect_take(self, user: str, *, rate: float, burst: int) -> bool:
+        return self.connects.take(user, 1, rate=rate, burst=burst)
 
     async def slot_release(self, user: str, slot: str) -> None:
         held = self.slots.get(user)

@@ -2,15 +2,16 @@
 
 Per channel (all keys from `RedisEngine.key`):
 
-- `<prefix>:m:<channel>` hash `{epoch, offset, server}`: the stream's position, and the
-  Redis server instance (`run_id`) that minted the epoch or last vouched for it.
+- `<prefix>:m:<channel>` hash `{epoch, offset, server, bytes}`: the stream's position, the
+  Redis server instance (`run_id`) that minted the epoch or last vouched for it, and the
+  UTF-8 bytes its history list holds.
 - `<prefix>:server` string: this server instance's `run_id`, deleted by each new connection
   (`RedisEngine` connection hook) and written again by the next stream script. A hash
   stamped by another instance gets a new epoch: the data may have been rolled back
   (restarted from an older snapshot, failed over to a replica that lagged).
 - `<prefix>:h:<channel>` list of publication texts, newest first, trimmed to the
-  history size. Offsets are contiguous, so the publication with offset `o` sits at
-  index `top - o`; reading "everything after `o`" is one LRANGE.
+  history size and to its bytes (`history_bytes`). Offsets are contiguous, so the publication
+  with offset `o` sits at index `top - o`; reading "everything after `o`" is one LRANGE.
 - Both expire `ttl` seconds after the last publication. When the hash is gone
   (expired, flushed, a Redis restarted without persistence) the next call creates
   a new epoch, so clients holding old positions learn that history was lost.
@@ -20,6 +21,11 @@ Per channel (all keys from `RedisEngine.key`):
   Written at subscribe and unsubscribe, refreshed by the owner's beat, kept
   RESUME_WINDOW seconds after its socket went away, taken over by the socket that
   resumes it.
+- `<prefix>:q:<user>` string `"<tokens> <stamp>"`: the user's publish quota (PUBLISH_BYTES_PER_SECOND), a
+  token bucket charged by the publish script itself (no round trip of its own), shared by the user's
+  sockets and HTTP requests on every process; it expires once it would be full again.
+- `<prefix>:r:<user>` string `"<tokens> <stamp>"`: the user's connects (CONNECT_RATE, CONNECT_BURST), a
+  token bucket by Redis's clock (the same as the quota's); it expires once it would be full again.
 - `<prefix>:c:<user>` sorted set slot -> expiry (ms): the user's live sockets, for
   MAX_CONNECTIONS_PER_USER. Admitting prunes lapsed slots and adds one under the limit in
   one script; each process renews its sockets' slots every NODE_HEARTBEAT, so the slots
@@ -54,9 +60,11 @@ from ..redis_pool import bounded_pool
 from .base import (
     Engine,
     Listener,
+    OverQuota,
     Position,
     PresenceChange,
     Published,
+    Quota,
     SessionWrite,
     Slice,
     TakenSession,
@@ -98,24 +106,69 @@ local function stream(server_key, candidate)
   local epoch, top = stored(KEYS[1], server)
   if epoch then return epoch, top, false end
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', candidate, 'offset', 0, 'server', server)
+  redis.call('HSET', KEYS[1], 'epoch', candidate, 'offset', 0, 'server', server, 'bytes', 0)
   return candidate, 0, true
 end
 """
 
-# KEYS: meta, list, fan-out channel, server. ARGV: epoch candidate, size, ttl, head, tail, ts.
+# A token bucket per key by Redis's clock (so every process agrees), for the publish quota and the
+# connect rate. take(key, amount, rate, burst): spend `amount` from the bucket kept in `key` as
+# "<tokens> <stamp in microseconds>" until it would be full again; 0 when taken, else the
+# microseconds until `amount` would fit (nothing written). An amount over the burst passes from a
+# full bucket and leaves it owing, rather than never passing.
+_BUCKET = """
+local function take(key, amount, rate, burst)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local tokens = burst
+  local bucket = redis.call('GET', key)
+  if bucket then
+    local left, stamp = string.match(bucket, '(%S+) (%S+)')
+    tokens = math.min(burst, tonumber(left) + (now - tonumber(stamp)) * rate / 1000000)
+  end
+  local need = math.min(amount, burst)
+  if tokens < need then return math.max(1, math.ceil((need - tokens) * 1000000 / rate)) end
+  tokens = tokens - amount
+  redis.call('SET', key, string.format('%.6f %d', tokens, now), 'PX', math.ceil((burst - tokens) * 1000 / rate) + 1)
+  return 0
+end
+"""
+
+# KEYS: meta, list, fan-out channel, server, quota. ARGV: epoch candidate, size, ttl, head, tail, ts,
+# max_bytes (0: no bound), quota rate (bytes per second, one second's worth at once; 0: no quota).
+# The quota first: over it, {false, the microseconds until it fits}, and nothing is written. Then
+# the history, trimmed by count and by bytes (the list's UTF-8 bytes are kept in the meta hash's
+# `bytes`, 0 when minted; a list written before `bytes` existed is counted once), oldest first,
+# the newest always kept.
 # The fan-out event (realtime.engine.base.publication_event) is published in the same script,
 # so the events of a channel go out in offset order whoever publishes.
 PUBLISH = (
     _STREAM
+    + _BUCKET
     + """
+local rate = tonumber(ARGV[8])
+if rate > 0 then
+  local wait = take(KEYS[5], #ARGV[4] + #ARGV[5], rate, rate)
+  if wait > 0 then return {false, wait} end
+end
 local epoch = stream(KEYS[4], ARGV[1])
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local text = ARGV[4] .. '"epoch":"' .. epoch .. '","offset":' .. offset .. ARGV[5]
 local size = tonumber(ARGV[2])
 if size > 0 then
-  redis.call('LPUSH', KEYS[2], text)
-  redis.call('LTRIM', KEYS[2], 0, size - 1)
+  local budget = tonumber(ARGV[7])
+  local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or -1)
+  if bytes < 0 then
+    bytes = 0
+    for _, item in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do bytes = bytes + #item end
+  end
+  local kept = redis.call('LPUSH', KEYS[2], text)
+  bytes = bytes + #text
+  while kept > 1 and (kept > size or (budget > 0 and bytes > budget)) do
+    bytes = bytes - #redis.call('RPOP', KEYS[2])
+    kept = kept - 1
+  end
+  redis.call('HSET', KEYS[1], 'bytes', bytes)
 end
 local frame = '{"type":"message",' .. string.sub(text, 2)
 redis.call('PUBLISH', KEYS[3], 'm' .. epoch .. ' ' .. offset .. ' ' .. ARGV[6] .. ' ' .. frame)
@@ -167,7 +220,9 @@ if mode == 'latest' then
   return {epoch, top, 1, (take(0, math.min(limit, redis.call('LLEN', KEYS[2])), 1, -1, budget))}
 end
 local since = tonumber(ARGV[5])
-if ARGV[4] ~= epoch or since > top then return {epoch, top, 0, {}} end
+-- A replay ('recent') from a lost epoch holds the current epoch from its first, and is never complete.
+local lost = ARGV[4] ~= epoch
+if lost and mode == 'recent' then since = 0 elseif lost or since > top then return {epoch, top, 0, {}} end
 local want = top - since
 local kept = math.min(want, redis.call('LLEN', KEYS[2]))  -- index kept - 1 holds the oldest one after `since`
 local items, all
@@ -180,7 +235,7 @@ else
   for k = #oldest, 1, -1 do items[#items + 1] = oldest[k] end
 end
 local complete = 0
-if all == 1 and kept == want then complete = 1 end
+if all == 1 and kept == want and not lost then complete = 1 end
 return {epoch, top, complete, items}
 """
 )
@@ -355,6 +410,17 @@ return 0
 )
 
 
+# KEYS: the user's connect bucket. ARGV: rate (per second), burst. Returns 1 when a connect was
+# taken, 0 over the rate (nothing written).
+CONNECT_TAKE = (
+    _BUCKET
+    + """
+if take(KEYS[1], 1, tonumber(ARGV[1]), tonumber(ARGV[2])) > 0 then return 0 end
+return 1
+"""
+)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -384,6 +450,7 @@ class RedisEngine(Engine):
         self._session_delete = self.redis.register_script(SESSION_DELETE)
         self._slot_admit = self.redis.register_script(SLOT_ADMIT)
         self._slot_touch = self.redis.register_script(SLOT_TOUCH)
+        self._connect_take = self.redis.register_script(CONNECT_TAKE)
         self.listeners: set[RedisListener] = set()
 
     def key(self, kind: str, channel: str) -> str:
@@ -409,9 +476,17 @@ class RedisEngine(Engine):
     def _presence_keys(self, channel: str) -> list[str]:
         return [self.key("pz", channel), self.key("pi", channel), self.key("pc", channel)]
 
-    async def publish(self, channel: str, head: str, tail: str, *, size: int, ttl: int) -> Published:
+    async def publish(
+        self, channel: str, head: str, tail: str, *, size: int, ttl: int, max_bytes: int = 0, quota: Quota | None = None
+    ) -> Published:
+        # One round trip: the quota is charged by the script that stores and sends the publication.
         keys = [*self._stream_keys(channel), self.fanout_key(channel), self.server_key]
-        epoch, offset = await self._publish(keys, [new_epoch(), size, ttl, head, tail, ts_of(head, tail)])
+        keys.append(self.key("q", quota.key) if quota is not None else self.server_key)  # (unused without one)
+        rate = quota.rate if quota is not None else 0
+        args = [new_epoch(), size, ttl, head, tail, ts_of(head, tail), max_bytes, rate]
+        epoch, offset = await self._publish(keys, args)
+        if epoch is None:
+            raise OverQuota(int(offset) / 1_000_000)
         epoch = _text(epoch)
         return Published(epoch, int(offset), splice_position(head, epoch, int(offset), tail))
 
@@ -553,6 +628,9 @@ class RedisEngine(Engine):
 
     async def slot_admit(self, user: str, slot: str, *, limit: int, ttl: float) -> bool:
         return bool(await self._slot_admit([self.key("c", user)], [slot, limit, int(ttl * 1000)]))
+
+    async def connect_take(self, user: str, *, rate: float, burst: int) -> bool:
+        return bool(await self._connect_take([self.key("r", user)], [rate, burst]))
 
     async def slot_release(self, user: str, slot: str) -> None:
         await self.redis.zrem(self.key("c", user), slot)

@@ -9,6 +9,9 @@ then published to its channel; the daphne process's resident memory must grow by
 far less than that (the property under test is the bound, not a speed), and when
 the client reads again it finds `disconnect` 4013 and the close 4013. A normal
 subscriber on the same channel meanwhile gets every publication, in order.
+
+The bound is in UTF-8 bytes: publications of 4-byte characters cut such a client off after as
+many publications as ASCII ones of the same size in bytes (the cut-off read from /metrics).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from realtime.models import Connection
 
 from .client import Client, Inbox
 from .servers import HOST, DaphneServer, proc_status_kib
+from .test_metrics_e2e import TOKEN, scrape, value
 
 pytestmark = [pytest.mark.e2e]
 
@@ -161,3 +165,52 @@ async def test_a_client_that_stops_reading_is_cut_off_and_memory_stays_bounded(s
         await asyncio.sleep(0.05)
     assert (row.close_code, row.close_reason) == (4013, "slow")
     await normal.request({"type": "ping"})  # the normal subscriber is still served
+
+
+WIDE = "\U0001f600"  # one character, four bytes in UTF-8
+# 4,096 such characters: 16 KiB of UTF-8, 4 KiB as characters (and 48 KiB in the request, which the
+# client's JSON escapes as \ud83d\ude00: under MAX_FRAME_BYTES).
+WIDE_CHARS = 4096
+WIDE_BYTES = 4 * WIDE_CHARS
+WIDE_QUEUE = 1 << 20  # SEND_QUEUE_BYTES's default
+WIDE_LIMIT = 800  # publications at most per run: 13 MB, far past any bound the queue could have
+SCRAPE_EVERY = 4  # publications between reads of /metrics (both runs alike)
+
+
+async def publications_until_cut_off(server, ws, tokens, users, channel: str, data: str) -> int:
+    """Subscribe a client that stops reading and one that reads; publish `data` until the first is cut
+    off (4013, counted in /metrics); how many publications that took."""
+    slow_user, normal_user, publisher_user = users
+    slow = await slow_client(server, (await tokens(slow_user))[0])
+    await slow.recv_type("welcome")
+    assert (await slow.request({"type": "subscribe", "id": "s", "channel": channel}))["type"] == "subscribed"
+    normal = Inbox(await ws(server, token=(await tokens(normal_user))[0], welcome=True), "normal")
+    assert (await normal.request({"type": "subscribe", "channel": channel}))["type"] == "subscribed"
+    publisher = Inbox(await ws(server, token=(await tokens(publisher_user))[0], welcome=True), "publisher")
+    cutoffs = value(await scrape(server), "realtime_slow_client_cutoffs_total")
+    for n in range(1, WIDE_LIMIT + 1):
+        reply = await publisher.request({"type": "publish", "channel": channel, "data": data})
+        assert reply["type"] == "published", reply
+        # Handed to both subscribers in one step: once the reader has it, the other's queue took it too.
+        await normal.wait_for(lambda n=n: normal.last_offset.get(channel, 0) >= n, WAIT, f"offset {n}")
+        if n % SCRAPE_EVERY == 0 and value(await scrape(server), "realtime_slow_client_cutoffs_total") > cutoffs:
+            await slow.close()
+            return n
+    pytest.fail(f"{WIDE_LIMIT} publications of {len(data.encode())} bytes: the client that stopped reading is still on")
+
+
+async def test_the_send_queue_is_bounded_in_utf8_bytes(servers, ws, new_user, tokens):
+    """SEND_QUEUE_BYTES once counted characters, so with 4-byte characters a slow socket held 4 MiB
+    against a 1 MiB bound. Publications of the same UTF-8 size, ASCII then 4-byte characters, must cut a
+    client that stopped reading off after as many of them (what the kernel and daphne buffer is the same)."""
+    # No heartbeat in the way: neither client answers pings, and the runs take a while on 2 cores.
+    env = {**SLOW_ENV, "REALTIME_SEND_QUEUE_BYTES": WIDE_QUEUE, "REALTIME_HEARTBEAT": 600, "METRICS_TOKEN": TOKEN}
+    (server,) = await servers(1, **env)
+    users = [await new_user(name) for name in ("slow", "normal", "pub")]
+    ascii_data, wide_data = "x" * (4 * WIDE_CHARS), WIDE * WIDE_CHARS
+    assert len(ascii_data.encode()) == len(wide_data.encode()) == WIDE_BYTES
+    ascii_runs = await publications_until_cut_off(server, ws, tokens, users, "public:ascii", ascii_data)
+    wide_runs = await publications_until_cut_off(server, ws, tokens, users, "public:wide", wide_data)
+    print(f"cut off after {ascii_runs} ASCII publications and {wide_runs} of 4-byte characters ({WIDE_BYTES} B each)")
+    # Counted in characters the wide run would hold 4 MiB in the queue: about 190 publications more.
+    assert wide_runs <= ascii_runs + WIDE_QUEUE // (2 * WIDE_BYTES), (ascii_runs, wide_runs)

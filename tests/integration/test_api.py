@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from urllib.parse import quote
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -362,6 +363,15 @@ def test_history_limit_bounds_are_accepted(api_login, user, limit):
 @pytest.mark.parametrize("channel", ["lobby", "public:", "public:a b", "public:a/b", "PUBLIC:a", "public:" + "x" * 129])
 def test_history_of_a_malformed_channel_is_400(api_login, user, channel):
     assert_error(api_login(user).get(history_url(channel)), 400, "bad_request")
+
+
+def test_a_channel_name_with_a_trailing_newline_is_refused(engine, api_login, staff):
+    """`$` in a pattern matches before a final newline: the name must end where the pattern does."""
+    api, channel = api_login(staff), "public:lobby\n"
+    assert_error(publish(api, channel, 1), 400, "bad_request")
+    for url in (history_url(quote(channel)), presence_url(quote(channel))):
+        assert api.get(url).status_code in (400, 404)  # (a raw newline cannot be in a URL path)
+    assert api.get(history_url("public:lobby")).json()["publications"] == []  # nothing was published
 
 
 def test_history_of_an_unknown_namespace_is_404(api_login, user):

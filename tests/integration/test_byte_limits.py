@@ -1,5 +1,6 @@
 """The byte limits of PROTOCOL sections 4 and 8, on the real engines: `PUBLISH_BYTES_PER_SECOND`
-per connection (and per user over HTTP), `MAX_REPLY_BYTES` on `history` and on a recovery."""
+per user (all of the user's sockets and HTTP requests together), `MAX_REPLY_BYTES` on `history` and
+on a recovery."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import asyncio
 import json
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import override_settings
 
+from realtime.conf import DEFAULT_NAMESPACES
 from realtime.engine import get_engine
 from realtime.publish import publish
+from tests.conftest import make_tokens
 from tests.integration.test_api import PUBLISH, assert_error, history_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -73,8 +77,56 @@ async def test_publishing_over_the_byte_rate_is_rate_limited_and_no_one_else_is(
     history = await get_engine().latest("public:lobby", 100, ttl=3600)
     assert len(history.publications) == len(published)  # what was refused is not stored either
     other = await carol.request({"type": "publish", "id": 1, "channel": "public:lobby", "data": "x" * (45 * KIB)})
-    assert other["type"] == "published"  # the quota is the connection's, not the channel's
+    assert other["type"] == "published"  # the quota is the user's, not the channel's
     assert (await bob.recv_type("message"))["offset"] == other["offset"]
+
+
+@override_settings(REALTIME={"PUBLISH_BYTES_PER_SECOND": 8 * KIB})
+async def test_sockets_of_one_user_share_one_publish_quota(engine, login):
+    """Ten sockets of one user, each far under PUBLISH_BYTES_PER_SECOND on its own, are refused
+    together once the user's publications are past it; what was refused is not stored."""
+    sockets = [await login("ann") for _ in range(10)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    got = [
+        await socket.request({"type": "publish", "id": n, "channel": "public:q", "data": "x" * (7 * KIB)})
+        for n, socket in enumerate(sockets)
+    ]  # one publication of 7 KiB per socket: each socket alone is under the 8 KiB per second
+    elapsed = loop.time() - started
+    published = [reply for reply in got if reply["type"] == "published"]
+    assert published and {reply["code"] for reply in got if reply["type"] == "error"} == {"rate_limited"}
+    stored = (await get_engine().latest("public:q", 100, ttl=3600)).publications
+    assert [json.loads(text)["offset"] for text in stored] == [reply["offset"] for reply in published]
+    stored_bytes = sum(len(text.encode()) for text in stored)
+    assert stored_bytes <= 8 * KIB * (1 + elapsed)  # the user's bucket: a second's worth, then the rate
+    bob = await login("bob")  # another user has a quota of his own
+    assert (await bob.request({"type": "publish", "id": 1, "channel": "public:q", "data": "hi"}))["type"] == "published"
+
+
+@override_settings(REALTIME={"PUBLISH_BYTES_PER_SECOND": 8 * KIB})
+async def test_http_and_socket_publishes_share_the_users_quota(engine, connect, api_login, make_user):
+    """A publication of 60 KiB passes from a full quota and leaves it owing seven seconds' worth: the
+    same user's next publication is refused, over HTTP after a socket's and over a socket after HTTP's."""
+    root = await sync_to_async(make_user)("root", is_staff=True)
+    socket = await connect(token=(await sync_to_async(make_tokens)(root))[0])
+    await socket.recv_type("welcome")
+    api = await sync_to_async(api_login)(root)
+    big = {"type": "publish", "id": 1, "channel": "public:a", "data": "x" * (60 * KIB)}
+    assert (await socket.request(big))["type"] == "published"
+    refused = await sync_to_async(api.post)(PUBLISH, {"channel": "public:a", "data": "hi"}, format="json")
+    assert_error(refused, 429, "rate_limited")
+    assert int(refused["Retry-After"]) > 5  # what the socket's publication owes
+
+    root_too = await sync_to_async(make_user)("root2", is_staff=True)
+    api = await sync_to_async(api_login)(root_too)
+    response = await sync_to_async(api.post)(PUBLISH, {"channel": "public:a", "data": big["data"]}, format="json")
+    assert response.status_code == 201
+    other = await connect(token=(await sync_to_async(make_tokens)(root_too))[0])
+    await other.recv_type("welcome")
+    reply = await other.request({"type": "publish", "id": 2, "channel": "public:a", "data": "hi"})
+    assert (reply["type"], reply["code"]) == ("error", "rate_limited")
+    stored = (await get_engine().latest("public:a", 10, ttl=3600)).publications
+    assert [json.loads(text)["offset"] for text in stored] == [1, 2]
 
 
 @override_settings(REALTIME={"PUBLISH_BYTES_PER_SECOND": 1024, "MAX_ERRORS": 2})
@@ -105,8 +157,10 @@ def test_the_http_publish_api_has_a_byte_quota_per_user(api_login, make_user):
 # ---------------------------------------------------------------- MAX_REPLY_BYTES
 
 
+@override_settings(REALTIME={"NAMESPACES": {**DEFAULT_NAMESPACES, "public": {"history_bytes": 4 << 20}}})
 async def test_history_pages_forward_under_max_reply_bytes(engine, login):
-    """1.2 MiB of history comes back in pages of at most 1 MiB; paging forward gets each publication once."""
+    """1.2 MiB of history (kept: the namespace keeps 4 MiB) comes back in pages of at most 1 MiB; paging
+    forward gets each publication once."""
     last = await fill("public:big", 20, 60 * KIB)
     ann = await login()
     seen, position, pages = [], 0, 0

@@ -6,9 +6,10 @@ import json
 import pytest
 import redis.asyncio as aioredis
 
-from realtime.engine.base import SessionWrite, TakenSession, publication_parts
+from realtime.engine.base import OverQuota, Quota, SessionWrite, TakenSession, publication_parts
 from realtime.engine.memory import MemoryEngine
 from realtime.engine.redis import RedisEngine
+from tests.integration.lossy import lose_history
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +42,9 @@ async def members(engine, channel):
     return (await engine.presence_snapshot(channel))[1]
 
 
-async def lose_history(engine, channel):
-    """What a Redis flush or restart does to a channel's stored stream."""
-    if isinstance(engine, MemoryEngine):
-        engine.forget(channel)
-    else:
-        await engine.redis.delete(engine.key("m", channel), engine.key("h", channel))
-
-
-async def publish(engine, channel, data, *, size=100, ttl=3600, user=7):
+async def publish(engine, channel, data, *, size=100, ttl=3600, user=7, max_bytes=0, quota=None):
     head, tail = publication_parts(channel, data, user, 1234)
-    return await engine.publish(channel, head, tail, size=size, ttl=ttl)
+    return await engine.publish(channel, head, tail, size=size, ttl=ttl, max_bytes=max_bytes, quota=quota)
 
 
 async def test_offsets_grow_by_one_under_one_epoch(engine):
@@ -155,6 +148,21 @@ async def test_since_newest_keeps_the_newest_that_fit(engine):
     assert offsets(fits) == [8, 9, 10] and fits.complete
 
 
+async def test_a_replay_from_another_epoch_holds_the_current_epoch_from_its_first(engine):
+    """`newest` (a `recover` replay) from a lost epoch: the new epoch's publications, all kept or the newest
+    that fit, and never complete (PROTOCOL §4). A page read (`history`) from there stays empty."""
+    old = await publish(engine, "public:a", "before")
+    await lose_history(engine, "public:a")
+    pubs = [await publish(engine, "public:a", "x" * 200, size=4) for _ in range(6)]
+    replay = await engine.since("public:a", old.epoch, old.offset, ttl=3600, newest=True)
+    assert (replay.epoch, replay.offset, replay.complete) == (pubs[0].epoch, 6, False)
+    assert offsets(replay) == [3, 4, 5, 6]  # as far as history holds them
+    bound = sum(size(p) for p in pubs[-2:]) + 10
+    fits = await engine.since("public:a", old.epoch, old.offset, ttl=3600, max_bytes=bound, newest=True)
+    assert offsets(fits) == [5, 6] and not fits.complete
+    assert (await engine.since("public:a", old.epoch, old.offset, ttl=3600)).publications == []
+
+
 async def test_latest_keeps_the_newest_that_fit(engine):
     pubs = [await publish(engine, "public:a", "x" * 200) for _ in range(10)]
     bound = sum(size(p) for p in pubs[-3:]) + 10
@@ -186,6 +194,103 @@ async def test_a_trimmed_history_is_bounded_too(engine):
     assert offsets(page) == [6, 7] and not page.complete
     replay = await engine.since("public:a", pubs[0].epoch, 2, ttl=3600, max_bytes=bound, newest=True)
     assert offsets(replay) == [9, 10] and not replay.complete
+
+
+async def test_history_is_trimmed_to_its_bytes(engine):
+    """Oldest first, until what is kept fits `max_bytes` of UTF-8 (2-byte characters: bytes, not characters)."""
+    bound = 1000
+    pubs = [await publish(engine, "public:a", "é" * 150, max_bytes=bound) for _ in range(10)]
+    kept, total = [], 0
+    for published in reversed(pubs):  # the newest that fit, as the engine must keep them
+        if total + size(published) > bound:
+            break
+        kept.insert(0, published.offset)
+        total += size(published)
+    assert len(kept) == 2  # 330 bytes each (165 characters): three would fit if characters were counted
+    latest = await engine.latest("public:a", 100, ttl=3600)
+    assert offsets(latest) == kept == [9, 10]
+    trimmed = await engine.since("public:a", pubs[0].epoch, 1, ttl=3600)
+    assert offsets(trimmed) == [9, 10] and not trimmed.complete
+    assert (await engine.since("public:a", pubs[0].epoch, 8, ttl=3600)).complete
+
+
+async def test_the_newest_publication_stays_however_large(engine):
+    await publish(engine, "public:a", "small", max_bytes=500)
+    large = await publish(engine, "public:a", "x" * 2000, max_bytes=500)
+    assert (await engine.latest("public:a", 100, ttl=3600)).publications == [large.text]
+    after = await publish(engine, "public:a", "small again", max_bytes=500)
+    assert offsets(await engine.latest("public:a", 100, ttl=3600)) == [after.offset]  # the large one went
+
+
+async def test_count_and_bytes_bound_history_together(engine):
+    for n in range(6):
+        await publish(engine, "public:a", n, size=3, max_bytes=100_000)  # the count binds
+    assert offsets(await engine.latest("public:a", 100, ttl=3600)) == [4, 5, 6]
+    small = [await publish(engine, "public:b", "x" * 100, size=100, max_bytes=400) for _ in range(6)]
+    assert offsets(await engine.latest("public:b", 100, ttl=3600)) == [p.offset for p in small[-2:]]  # the bytes
+
+
+async def test_history_bytes_are_counted_afresh_in_a_new_epoch(engine):
+    """A lost history takes its byte count with it: the new epoch keeps up to the bound again."""
+    for _ in range(3):
+        await publish(engine, "public:a", "x" * 300, max_bytes=1000)
+    await lose_history(engine, "public:a")
+    pubs = [await publish(engine, "public:a", "x" * 300, max_bytes=1000) for _ in range(2)]
+    assert offsets(await engine.latest("public:a", 100, ttl=3600)) == [1, 2] and pubs[0].offset == 1
+
+
+async def test_redis_counts_a_history_stored_before_it_counted_bytes(redis_url, redis_prefix):
+    """A list written by an older server (no byte count in the stream's hash) is counted once, then trimmed."""
+    engine = RedisEngine(redis_url, redis_prefix)
+    try:
+        for _ in range(5):
+            await publish(engine, "public:old", "x" * 300)
+        await engine.redis.hdel(engine.key("m", "public:old"), "bytes")  # as an older server left it
+        newest = await publish(engine, "public:old", "x" * 300, max_bytes=1200)  # ~370 bytes each: 3 fit
+        assert offsets(await engine.latest("public:old", 100, ttl=3600)) == [4, 5, 6] and newest.offset == 6
+    finally:
+        await engine.close()
+
+
+# ---------------------------------------------------------------- the publish quota (PUBLISH_BYTES_PER_SECOND)
+
+RATE = 1000  # bytes per second; a publication of 20 times that passes from a full quota and owes 19 s
+
+
+async def test_a_publish_over_the_quota_is_refused_and_not_stored(engine):
+    ann = Quota("7", RATE)
+    big = await publish(engine, "public:q", "x" * (20 * RATE), quota=ann)
+    with pytest.raises(OverQuota) as refused:
+        await publish(engine, "public:q", "small", quota=ann)
+    assert refused.value.wait > 15  # what the big one owes: nothing else fits for a while
+    with pytest.raises(OverQuota):
+        await publish(engine, "public:other", "small", quota=ann)  # per user, not per channel
+    assert offsets(await engine.latest("public:q", 100, ttl=3600)) == [big.offset]  # refused: not stored,
+    assert (await publish(engine, "public:q", "server")).offset == 2  # and no offset taken
+    assert (await publish(engine, "public:q", "bob", quota=Quota("8", RATE))).offset == 3  # bob's own quota
+
+
+async def test_a_publication_within_the_quota_passes(engine):
+    ann = Quota("7", RATE)
+    first = await publish(engine, "public:q", "x" * 300, quota=ann)
+    second = await publish(engine, "public:q", "x" * 300, quota=ann)  # ~370 bytes each: both in a second's worth
+    assert (first.offset, second.offset) == (1, 2)
+    with pytest.raises(OverQuota) as refused:
+        await publish(engine, "public:q", "x" * 300, quota=ann)
+    assert 0 < refused.value.wait <= 1  # under a second's worth: it fits within a second
+
+
+async def test_two_processes_share_one_users_quota_in_redis(redis_url, redis_prefix):
+    """The quota lives in Redis: what one process (engine, connection pool) spent, the other cannot."""
+    first, second = RedisEngine(redis_url, redis_prefix), RedisEngine(redis_url, redis_prefix)
+    try:
+        await publish(first, "public:a", "x" * (20 * RATE), quota=Quota("7", RATE))
+        with pytest.raises(OverQuota):
+            await publish(second, "public:b", "small", quota=Quota("7", RATE))
+        assert 0 < await first.redis.pttl(first.key("q", "7")) <= 21_000  # gone once it has refilled
+    finally:
+        await first.close()
+        await second.close()
 
 
 async def test_no_history_still_counts_offsets(engine):
@@ -342,6 +447,14 @@ async def test_slots_are_admitted_up_to_the_limit_per_user(engine):
     await engine.slot_release("7", "sock-0")  # already gone
     assert await engine.slot_admit("7", "sock-2", limit=2, ttl=30)
     assert not await engine.slot_admit("7", "sock-3", limit=2, ttl=30)
+
+
+async def test_connects_are_taken_from_a_bucket_per_user(engine):
+    """CONNECT_BURST and CONNECT_RATE: the bucket starts full and refills at its rate (per second)."""
+    assert [await engine.connect_take("7", rate=0.001, burst=3) for _ in range(4)] == [True, True, True, False]
+    assert await engine.connect_take("8", rate=0.001, burst=3)  # another user's bucket is their own
+    assert not await engine.connect_take("7", rate=0.001, burst=3)
+    assert await engine.connect_take("7", rate=1e9, burst=3)  # refilled: any time at all passed, at this rate
 
 
 async def test_a_slot_lapses_unless_touched(engine):

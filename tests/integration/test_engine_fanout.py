@@ -154,3 +154,44 @@ async def test_the_same_prefix_on_another_database_hears_nothing(redis_url, redi
     assert [channel for channel, _ in overheard.events] == ["public:marker"]
     await mine.close()
     await other.close()
+
+
+class Frames:
+    """A hub target (`realtime.fanout.Target`) that keeps each live publication's frame and byte length."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, int]] = []
+        self.heard = asyncio.Event()
+
+    def on_publication(self, channel: str, epoch: str, offset: int, frame: str, size: int) -> bool:
+        self.got.append((frame, size))
+        self.heard.set()
+        return True
+
+    def on_presence(self, channel: str, frames: list[str], count: int) -> None:
+        pass
+
+    def on_resubscribed(self, channel: str) -> None:
+        pass
+
+    def on_stored(self, channel: str, position) -> None:
+        pass
+
+
+async def test_the_hub_hands_every_subscriber_one_frame_and_its_utf8_length(engine):
+    """The send queues count UTF-8 bytes (SEND_QUEUE_BYTES): the hub measures a publication's frame once
+    and hands the same string and length to each subscriber, so no subscriber encodes it again."""
+    from realtime.fanout import Hub
+
+    hub = Hub(engine)
+    targets = [Frames(), Frames()]
+    for target in targets:
+        await hub.add("public:wide", target)
+    await publish(engine, "public:wide", "\U0001f600" * 100)
+    async with asyncio.timeout(10):
+        for target in targets:
+            await target.heard.wait()
+    ((frame, size),) = targets[0].got
+    assert targets[1].got[0][0] is frame and targets[1].got[0][1] == size
+    assert size == len(frame.encode()) == len(frame) + 300  # bytes, not characters: 100 of 4 bytes
+    await hub.close()

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from realtime.outbox import Outbox, Overflow
+from realtime.outbox import MAX_CLOSE_REASON, Outbox, Overflow, close_message
 
 pytestmark = pytest.mark.unit
 
@@ -59,6 +59,22 @@ async def test_a_single_large_frame_fits_an_empty_queue():
     outbox = Outbox(Receiver(), limit=10)
     outbox.put_text("x" * 50)
     assert outbox.queued_bytes == 50
+
+
+async def test_the_limit_counts_utf8_bytes_not_characters():
+    """Four 4-byte characters are 16 bytes; counted as characters, 4 MiB once passed a 1 MiB bound."""
+    receiver = Receiver()
+    receiver.reading.clear()
+    outbox = Outbox(receiver, limit=40)
+    outbox.start()
+    outbox.put_text("x")
+    await asyncio.sleep(0)  # the writer takes the first frame and blocks in send
+    outbox.put_text("\U0001f600" * 4)
+    outbox.put_text("é" * 8)
+    assert outbox.queued_bytes == 32
+    with pytest.raises(Overflow):
+        outbox.put_text("\U0001f600" * 3)  # 3 characters, 12 bytes: over the 40
+    outbox.stop()
 
 
 async def test_close_sends_final_messages_after_the_queue():
@@ -130,3 +146,10 @@ async def test_after_a_failed_send_nothing_more_is_tried():
     assert isinstance(outbox.failed, OSError)
     outbox.put_text("y")
     assert outbox._writer.done() and outbox.queued_bytes == 0  # dropped: the disconnect event follows
+
+
+def test_a_close_carries_its_reason_within_a_close_frame():
+    assert close_message(4501, "unauthorized") == {"type": "websocket.close", "code": 4501, "reason": "unauthorized"}
+    long = "é" * 100  # 200 bytes: cut to what a close frame holds, never inside a character
+    reason = close_message(4503, long)["reason"]
+    assert len(reason.encode()) <= MAX_CLOSE_REASON == 123 and long.startswith(reason) and len(reason) == 61
