@@ -3,9 +3,13 @@
 simplejwt's `OutstandingTokenAdmin` shows every field read-only, the token text among
 them, to any staff user with the view permission: enough to mint access tokens as that
 user. Here the token is shown as a fingerprint (the start of its SHA-256), which tells
-two tokens apart and matches a token someone holds, and cannot be used.
+two tokens apart and matches a token someone holds, and cannot be used. Nor can the token
+text be filtered on: a change list that answers `?token__regex=^eyJ...[A-M]` with one row or
+none gives the token away a character at a time. Every lookup that ends on it is refused (as
+Django's `UserAdmin` refuses lookups on `password`), here and in every admin related to it.
 
-Also the user admin's action "Deactivate and disconnect" (`accounts.bulk.deactivate`).
+Also the user admin's action "Deactivate and disconnect" (`accounts.bulk.deactivate`), and
+the admin's login form, throttled with the token API's counts (`accounts.throttling`).
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ from __future__ import annotations
 import hashlib
 
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import admin as auth_admin  # registers Django's UserAdmin first
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import ngettext
+from rest_framework.exceptions import APIException
 from rest_framework_simplejwt.token_blacklist import admin as blacklist_admin  # registers simplejwt's first
-from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
+from . import throttling
 from .bulk import deactivate
 
 FINGERPRINT_CHARS = 16
@@ -31,7 +39,29 @@ def fingerprint(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:FINGERPRINT_CHARS]
 
 
-class OutstandingTokenAdmin(blacklist_admin.OutstandingTokenAdmin):
+def reaches_token_text(model: type[Model], lookup: str) -> bool:
+    """Whether the admin lookup `lookup` on `model` (say `token__token__regex`) filters on a token's text."""
+    for part in lookup.split("__"):
+        try:
+            field = model._meta.get_field(part)
+        except FieldDoesNotExist:  # a lookup (`regex`) or a transform: the path has ended
+            return False
+        if model is OutstandingToken and field.name == "token":
+            return True
+        if not field.is_relation or field.related_model is None:
+            return False
+        model = field.related_model
+    return False
+
+
+class HidesTokenText:
+    """Admin mixin: no filter on the token text, through whatever relations (see the module's docstring)."""
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return not reaches_token_text(self.model, lookup) and super().lookup_allowed(lookup, value, request)
+
+
+class OutstandingTokenAdmin(HidesTokenText, blacklist_admin.OutstandingTokenAdmin):
     """simplejwt's, read-only as before, with the token replaced by its fingerprint everywhere."""
 
     list_display = ("jti", "user", "token_fingerprint", "created_at", "expires_at")
@@ -45,8 +75,14 @@ class OutstandingTokenAdmin(blacklist_admin.OutstandingTokenAdmin):
         return fingerprint(obj.token)
 
 
+class BlacklistedTokenAdmin(HidesTokenText, blacklist_admin.BlacklistedTokenAdmin):
+    """simplejwt's, with no filter on the text of the tokens (`token__token__...`)."""
+
+
 admin.site.unregister(OutstandingToken)
 admin.site.register(OutstandingToken, OutstandingTokenAdmin)
+admin.site.unregister(BlacklistedToken)
+admin.site.register(BlacklistedToken, BlacklistedTokenAdmin)
 
 
 @admin.action(description="Deactivate and disconnect", permissions=["change"])
@@ -57,7 +93,7 @@ def deactivate_and_disconnect(modeladmin: admin.ModelAdmin, request: HttpRequest
     modeladmin.message_user(request, message % count, messages.SUCCESS)
 
 
-class UserAdmin(auth_admin.UserAdmin):
+class UserAdmin(HidesTokenText, auth_admin.UserAdmin):
     """Django's user admin with "Deactivate and disconnect" (unchecking "active" on one user does it too)."""
 
     actions = (*(auth_admin.UserAdmin.actions or ()), deactivate_and_disconnect)
@@ -65,3 +101,19 @@ class UserAdmin(auth_admin.UserAdmin):
 
 admin.site.unregister(get_user_model())
 admin.site.register(get_user_model(), UserAdmin)
+
+
+class AdminLoginForm(AdminAuthenticationForm):
+    """The admin's login form, throttled like the token API and with the same counts: after too many
+    failures for a username or from an address even the right password is refused, for a while."""
+
+    def clean(self) -> dict:
+        username = self.cleaned_data.get("username")
+        try:
+            with throttling.login_attempt(self.request, username if isinstance(username, str) else ""):
+                return super().clean()
+        except APIException as exc:  # paused (with for how long), busy, or the counts unreachable
+            raise ValidationError(str(exc.detail), code=exc.default_code) from exc
+
+
+admin.site.login_form = AdminLoginForm

@@ -10,7 +10,10 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Watch the user model for changes that revoke credentials."""
-        from . import receivers
+        """Watch the user model for changes that revoke credentials; count failed logins."""
+        from django.contrib.auth.signals import user_login_failed
+
+        from . import receivers, throttling
 
         receivers.connect()
+        user_login_failed.connect(throttling.count_failure, dispatch_uid="accounts.count_login_failure")

@@ -5,7 +5,10 @@
   At LOGIN_FAILURES_PER_USER failures for a username, or LOGIN_FAILURES_PER_ADDRESS from
   an address, further logins are answered 429 `rate_limited` with `Retry-After`, before
   any password is checked. A successful login counts nothing: a user who types the
-  password right is never locked out by their own logins.
+  password right is never locked out by their own logins. The token API and the admin's
+  login form (`login_attempt`) share the counts: a failure is counted wherever Django's
+  `authenticate` reports it (`user_login_failed`, connected in `AccountsConfig.ready`).
+  While the cache cannot be reached, logins are answered 503 `unavailable`.
 - At most LOGIN_CONCURRENCY password checks run at once in a process (each is a slow hash
   and a database connection): a flood of logins queues instead of using up the
   database's connections; one that waits longer than LOGIN_WAIT seconds gets 503
@@ -19,21 +22,48 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.utils.translation import ngettext
+from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.throttling import BaseThrottle
 
 from .errors import APIError
 
 
-class LoginsPaused(exceptions.Throttled):
-    """Too many failed logins for this username or from this address."""
+def for_how_long(seconds: float) -> str:
+    """`300` -> "5 minutes", `45` -> "45 seconds": a wait as a person reads it (rounded up)."""
+    if seconds < 60:
+        count = max(1, math.ceil(seconds))
+        return ngettext("%d second", "%d seconds", count) % count
+    count = math.ceil(seconds / 60)
+    return ngettext("%d minute", "%d minutes", count) % count
 
-    default_detail = "Too many failed logins; wait before trying again."
+
+class LoginsPaused(exceptions.Throttled):
+    """Too many failed logins for this username or from this address: no password is checked for a while."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait=wait)
+        self.detail = exceptions.ErrorDetail(
+            f"Too many failed logins. Try again in {for_how_long(wait)}.", self.default_code
+        )
+
+
+class LoginsUnavailable(APIError):
+    """The store of the failure counts (Redis) does not answer: no login can be checked against them."""
+
+    status_code = 503
+    default_detail = "Logins are unavailable for a moment; retry shortly."
+    default_code = "unavailable"
 
 
 class PasswordChecksBusy(APIError):
@@ -72,25 +102,55 @@ def _keys(request, username: str) -> tuple[str, str]:
     return f"login-failures:user:{digest}", f"login-failures:addr:{client_address(request)}"
 
 
+@contextmanager
+def _counts() -> Iterator[None]:
+    """Around the cache's calls: Redis down is `LoginsUnavailable` (503), not a 500."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise LoginsUnavailable() from exc
+
+
 def check_allowed(request, username: str) -> None:
     """Raise `LoginsPaused` (429, Retry-After) when this username or address failed too often."""
     user_key, address_key = _keys(request, username)
-    counts = cache.get_many([user_key, address_key])
-    if counts.get(user_key, 0) >= settings.LOGIN_FAILURES_PER_USER or counts.get(
-        address_key, 0
-    ) >= settings.LOGIN_FAILURES_PER_ADDRESS:
+    with _counts():
+        counts = cache.get_many([user_key, address_key])
+    if (
+        counts.get(user_key, 0) >= settings.LOGIN_FAILURES_PER_USER
+        or counts.get(address_key, 0) >= settings.LOGIN_FAILURES_PER_ADDRESS
+    ):
         raise LoginsPaused(wait=settings.LOGIN_WINDOW)
 
 
 def record_failure(request, username: str) -> None:
     """Count a failed login for the username and the address (each count lives LOGIN_WINDOW seconds)."""
     window = settings.LOGIN_WINDOW
-    for key in _keys(request, username):
-        if not cache.add(key, 1, timeout=window):
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.add(key, 1, timeout=window)
+    with _counts():
+        for key in _keys(request, username):
+            if not cache.add(key, 1, timeout=window):
+                try:
+                    cache.incr(key)
+                except ValueError:  # expired between add and incr
+                    cache.add(key, 1, timeout=window)
+
+
+def count_failure(sender: Any, credentials: dict, request: Any = None, **kwargs: Any) -> None:
+    """`user_login_failed` (the token API, the admin, any login form): count it, when it came with a request."""
+    if request is not None:
+        username = credentials.get(get_user_model().USERNAME_FIELD)
+        record_failure(request, username if isinstance(username, str) else "")
+
+
+@contextmanager
+def login_attempt(request, username: str) -> Iterator[None]:
+    """One login: refused while paused (429), then run holding a password-check slot.
+
+    A failed password check inside is counted by `count_failure`.
+    """
+    check_allowed(request, username)  # before any password is checked
+    with password_check_slot():
+        yield
 
 
 _checks_lock = threading.Lock()

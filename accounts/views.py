@@ -76,13 +76,8 @@ class TokenObtainView(_Unauthenticated, jwt_views.TokenObtainPairView):
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         username = request.data.get("username") if isinstance(request.data, dict) else None
         username = username if isinstance(username, str) else ""
-        throttling.check_allowed(request, username)  # before any password is checked
-        with throttling.password_check_slot():
-            try:
-                return super().post(request, *args, **kwargs)
-            except exceptions.AuthenticationFailed:
-                throttling.record_failure(request, username)
-                raise
+        with throttling.login_attempt(request, username):  # a wrong password counts (throttling.count_failure)
+            return super().post(request, *args, **kwargs)
 
 
 class TokenRefreshView(_Unauthenticated, jwt_views.TokenRefreshView):

@@ -141,7 +141,7 @@ class ConnectionAdmin(RecordAdmin):
     show_full_result_count = False  # the table holds SESSION_RETENTION worth of rows: spare a COUNT(*)
     actions = ("disconnect", "force_reconnect")
     fieldsets = (
-        (None, {"fields": ("session_id", "resumed", "user", "node", "channel_name")}),
+        (None, {"fields": ("session_id", "resumption", "user", "node", "channel_name")}),
         ("Client", {"fields": ("remote_addr", "user_agent", "auth_method")}),
         (
             "Lifetime",
@@ -175,6 +175,11 @@ class ConnectionAdmin(RecordAdmin):
         short = connection.session_id[:SESSION_PREFIX]
         suffix = "…" if len(connection.session_id) > SESSION_PREFIX else ""
         return format_html('<span title="{}">{}{}</span>', connection.session_id, short, suffix)
+
+    @admin.display(description="resumed")
+    def resumption(self, connection: Connection) -> str:
+        """In words, once: the model field's help text under a ✗ read as the opposite of the icon."""
+        return "yes: this socket resumed an earlier session" if connection.resumed else "no: a new session"
 
     @admin.display(description="state", ordering="closed_at")
     def state(self, connection: Connection) -> str:

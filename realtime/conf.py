@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 ENV_PREFIX = "REALTIME_"
-NAMESPACE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+NAMESPACE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")  # `\Z`: `$` would let a final newline through
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ NAMESPACE_DEFAULTS: dict[str, Any] = {
     "subscribe": "realtime.namespaces.authenticated",
     "publish": "realtime.namespaces.authenticated",
     "history_size": 100,
+    "history_bytes": 1048576,  # MAX_REPLY_BYTES's default: a recovery from the oldest kept fits one reply
     "history_ttl": 3600,
     "presence": True,
     "join_leave": True,
@@ -72,13 +73,20 @@ OPTIONS: dict[str, Option] = {
     "RATE": Option(float, 50.0, "Frames per second a connection may send (token bucket refill).", minimum=0.1),
     "RATE_BURST": Option(int, 100, "Token bucket size: frames a connection may send in a burst.", minimum=1),
     "PUBLISH_BYTES_PER_SECOND": Option(
-        int, 262144, "Bytes of publications a connection (or an HTTP API user) may publish per second.", minimum=1024
+        int, 262144, "Bytes of publications a user may publish per second (sockets and HTTP together).", minimum=1024
     ),
     "MAX_REPLY_BYTES": Option(
         int, 1048576, "Bytes of publications in one `history` or `subscribed` reply.", minimum=1024
     ),
     "MAX_SUBSCRIPTIONS": Option(int, 100, "Subscriptions per connection (`limit_exceeded`).", minimum=1),
     "MAX_CONNECTIONS_PER_USER": Option(int, 20, "Open sockets per user on all processes (4529).", minimum=1),
+    "CONNECT_RATE": Option(
+        float, 1.0, "Authenticated connects per second per user on all processes (token bucket refill; 4008).",
+        minimum=0.001,
+    ),
+    "CONNECT_BURST": Option(
+        int, 30, "Token bucket size: connects a user may make at once (all their sockets coming back).", minimum=1
+    ),
     "MAX_UNAUTHENTICATED": Option(
         int, 1000, "Sockets without credentials yet, per process (more are refused at the handshake).", minimum=1
     ),
@@ -133,7 +141,7 @@ def _clean_namespace(name: str, rules: Any, source: str) -> dict[str, Any]:
     for rule in ("subscribe", "publish"):
         if not isinstance(clean[rule], str) or "." not in clean[rule]:
             raise _fail(f"{key}.{rule}", "must be a dotted path to a permission function", source)
-    for rule in ("history_size", "history_ttl"):
+    for rule in ("history_size", "history_bytes", "history_ttl"):
         value = clean[rule]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise _fail(f"{key}.{rule}", f"must be a whole number >= 0, got {value!r}", source)

@@ -4,9 +4,10 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
-# The name part of a channel (`room:<slug>`), as PROTOCOL.md section 4 fixes it.
+# The name part of a channel (`room:<slug>`), as PROTOCOL.md section 4 fixes it (`\Z`: `$` would
+# also match before a final newline).
 channel_name_part = RegexValidator(
-    r"^[A-Za-z0-9_.@=-]{1,128}$",
+    r"^[A-Za-z0-9_.@=-]{1,128}\Z",
     "1-128 characters of A-Z, a-z, 0-9 and _ . @ = -",
 )
 
@@ -80,6 +81,7 @@ class Connection(models.Model):
     class AuthMethod(models.TextChoices):
         NONE = "", "not authenticated"
         HEADER = "header", "Authorization header"
+        PROTOCOL = "protocol", "Sec-WebSocket-Protocol header"
         QUERY = "query", "query string"
         COOKIE = "cookie", "session cookie"
         FRAME = "frame", "auth frame"

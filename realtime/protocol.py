@@ -19,7 +19,8 @@ from typing import Any
 RequestId = int | str
 
 MAX_ID_LENGTH = 64
-CHANNEL_RE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.@=-]{1,128})$")
+# `\Z`, not `$`: `$` also matches before a final newline, so "public:lobby\n" would pass.
+CHANNEL_RE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.@=-]{1,128})\Z")
 MAX_HISTORY_LIMIT = 1000
 MAX_RESUME_POSITIONS = 1000  # more than any connection may subscribe (MAX_SUBSCRIPTIONS is checked on restore)
 

@@ -10,7 +10,9 @@ statements, not one per socket on Django's single database thread, and the conne
 path's only database round trip is the user lookup.
 
 Failures are logged and counted (`metrics.service_error`), never raised into a socket:
-the row is a record, and the node's cleanup closes what a failure left open.
+the row is a record, and the node's cleanup closes what a failure left open. A batch of
+opens that fails is written again row by row, so one bad row (its user deleted meanwhile)
+loses only itself; a client address that is not an IP is stored as NULL.
 `flush()` waits until everything queued on this loop so far is written (tests, shutdown).
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ipaddress
 import logging
 import secrets
 import weakref
@@ -27,13 +30,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.db import IntegrityError
+from django.db import InterfaceError, OperationalError
 from django.db.models import F
 from django.utils import timezone
 
 from . import metrics
 from .models import Connection
-from .protocol import CloseCode
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,18 @@ def new_session_id() -> str:
 
 def _as_datetime(unix: int | None) -> datetime | None:
     return None if unix is None else datetime.fromtimestamp(unix, tz=UTC)
+
+
+def ip_or_none(address: str | None) -> str | None:
+    """`address` when it is an IP address (without an IPv6 zone), else None.
+
+    The column takes IP addresses only (PostgreSQL's inet refuses anything else), and a
+    trusted proxy's X-Forwarded-For, which servers put in the scope's `client`, may carry anything.
+    """
+    try:
+        return str(ipaddress.ip_address((address or "").partition("%")[0]))
+    except ValueError:
+        return None
 
 
 @dataclass(eq=False, slots=True)
@@ -69,24 +83,30 @@ class _Write:
 # ---------------------------------------------------------------- the batch (on the database thread)
 
 
-def _failed(what: str, exc: BaseException, count: int) -> None:
+def _failed(what: str, exc: BaseException, count: int, row: SessionRow | None = None) -> None:
     metrics.service_error(exc)
-    logger.warning("could not write %d session row %s(s): %r", count, what, exc)
+    which = ""
+    if row is not None:  # name the row that failed alone
+        which = f" (session {row.fields.get('session_id')}, user {getattr(row.fields.get('user'), 'pk', None)})"
+    logger.warning("could not write %d session row %s(s)%s: %r", count, what, which, exc)
 
 
 def _insert(rows: list[SessionRow], now: datetime) -> None:
     """INSERT the rows in one statement (Django splits it where the backend needs); set their pks.
 
-    A row the database refuses (its user deleted meanwhile) must not take the rest of the
-    batch with it: after an IntegrityError the rows are tried one by one.
+    A row that fails (its user deleted meanwhile, a value the database refuses) must not
+    take the rest of the batch with it: the rows are then tried one by one, and the one
+    that fails alone is logged. Not when the database itself is unreachable: that is raised.
     """
     objects = [Connection(**row.fields, last_seen=now) for row in rows]
     try:
         Connection.objects.bulk_create(objects)
-    except IntegrityError as exc:
+    except (OperationalError, InterfaceError):  # no database to write to: one by one would fail as well
+        raise
+    except Exception as exc:
         if len(rows) == 1:
             rows[0].lost = True
-            _failed("open", exc, 1)
+            _failed("open", exc, 1, rows[0])
             return
         for row in rows:
             _insert([row], now)
@@ -203,12 +223,9 @@ def open_row(
     auth_method: str,
     expires_at: int | None,
     resumed: bool = False,
-    refused: CloseCode | None = None,
 ) -> SessionRow:
-    """Queue the row of an authenticated socket (never before valid credentials) and return its handle now.
-
-    `refused`: the socket was turned away at once (the connection limit); its row is written closed.
-    """
+    """Queue the row of an admitted socket (never before valid credentials, never for a refused one);
+    return its handle now."""
     now = timezone.now()
     fields: dict[str, Any] = {
         "session_id": session_id,
@@ -217,14 +234,12 @@ def open_row(
         "auth_method": auth_method,
         "channel_name": channel_name,
         "node": node,
-        "remote_addr": remote_addr,
-        "user_agent": user_agent[:512],
+        "remote_addr": ip_or_none(remote_addr),
+        "user_agent": user_agent[:512].replace("\x00", ""),  # (PostgreSQL's text takes no NUL)
         "opened_at": now,
         "authenticated_at": now,
         "token_expires_at": _as_datetime(expires_at),
     }
-    if refused is not None:
-        fields.update(closed_at=now, close_code=int(refused), close_reason=refused.reason)
     row = SessionRow(fields)
     _writer().submit(_Write("open", row))
     return row

@@ -9,6 +9,11 @@ so two sockets authenticating at once, in any order, cannot both take the last o
 `release` gives it back at close. The node's beat renews this process's slots
 (`touch_local`); the slots of a process that died lapse after three beats, so only
 live sockets count (PROTOCOL section 8).
+
+Before its slot, every authenticated connect (handshake credentials, an `auth` frame, a
+resume) takes one token of its user's connect bucket in the engine (CONNECT_BURST at once,
+refilled at CONNECT_RATE per second, shared by every process): a client reconnecting in a
+loop with a valid token is refused 4008 ("reconnect after backoff") and costs no slot.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 from .conf import realtime_settings
 from .engine import get_engine
 from .live import live_channel_names
+from .protocol import CloseCode
 
 # The slots this process's live sockets hold: slot (channel name) -> user id, for the beat.
 LOCAL: dict[str, str] = {}
@@ -29,16 +35,19 @@ def ttl() -> float:
     return 3 * realtime_settings.NODE_HEARTBEAT
 
 
-async def admit(user_id: Any, slot: str) -> bool:
-    """Take a slot for the socket `slot` of this user; False when the user is at the limit.
+async def admit(user_id: Any, slot: str) -> CloseCode | None:
+    """Count a connect of this user and take a slot for its socket `slot`: None when admitted, else the
+    close code of the refusal (4008 over the user's connect rate, 4529 at MAX_CONNECTIONS_PER_USER).
 
     A failure of the engine is raised (the caller answers `unavailable`) and holds no slot here.
     """
-    user = str(user_id)
-    admitted = await get_engine().slot_admit(user, slot, limit=realtime_settings.MAX_CONNECTIONS_PER_USER, ttl=ttl())
-    if admitted:  # (a socket cancelled during the await holds none here: its slot lapses in the engine)
-        LOCAL[slot] = user
-    return admitted
+    user, settings, engine = str(user_id), realtime_settings.values, get_engine()
+    if not await engine.connect_take(user, rate=settings["CONNECT_RATE"], burst=settings["CONNECT_BURST"]):
+        return CloseCode.RATE_LIMITED
+    if not await engine.slot_admit(user, slot, limit=settings["MAX_CONNECTIONS_PER_USER"], ttl=ttl()):
+        return CloseCode.TOO_MANY_CONNECTIONS
+    LOCAL[slot] = user  # (a socket cancelled during the await holds none here: its slot lapses in the engine)
+    return None
 
 
 async def release(slot: str) -> None:

@@ -43,6 +43,7 @@ async def test_a_thousand_sockets_opening_and_closing_at_once_are_each_recorded_
     (server,) = await servers(
         1,
         REALTIME_MAX_CONNECTIONS_PER_USER=SOCKETS * 2,
+        REALTIME_CONNECT_BURST=SOCKETS * 2,  # one user's thousand connects at once
         REALTIME_RATE=1000,
         REALTIME_RATE_BURST=1000,
         REALTIME_HEARTBEAT=WAIT * 2,

@@ -159,6 +159,18 @@ def test_detail_page_is_read_only_with_controls_for_an_open_row(admin_client, ro
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("resumed", "says"), [(False, "no: a new session"), (True, "yes: this socket resumed an earlier session")]
+)
+def test_the_detail_page_says_once_and_consistently_whether_the_socket_resumed(admin_client, resumed, says):
+    """It showed "Resumed: ✗" above the help text "this socket resumed an earlier session"."""
+    page = admin_client.get(detail(make_conn(resumed=resumed))).content.decode()
+    assert says in page
+    assert page.count("resumed an earlier session") == int(resumed)
+    assert "icon-no.svg" not in page and "icon-yes.svg" not in page  # no icon that contradicts the words
+
+
+@pytest.mark.django_db
 def test_detail_page_of_a_closed_row_has_no_controls(admin_client, rows):
     page = admin_client.get(detail(rows["bob_closed"])).content.decode()
     assert "force-reconnect/" not in page and "live-socket-controls" not in page

@@ -82,3 +82,12 @@ def test_database_down_is_503_unavailable(api_login, make_user, monkeypatch):
     response = client.get(ROOMS)
     assert response.status_code == 503
     assert response.json()["code"] == "unavailable"
+
+
+def test_a_room_slug_with_a_trailing_newline_is_invalid():
+    """The slug is the name part of `room:<slug>`: it must end where the channel pattern does."""
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="1-128 characters"):
+        Room(slug="kitchen\n", name="Kitchen").full_clean()
+    Room(slug="kitchen", name="Kitchen").full_clean()

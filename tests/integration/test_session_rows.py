@@ -3,7 +3,9 @@
 
 import asyncio
 import contextlib
+import math
 import threading
+import time
 from contextlib import asynccontextmanager
 
 import pytest
@@ -13,10 +15,10 @@ from django.db import connection, connections
 from django.test import override_settings
 
 from realtime import metrics, node, sessions, slots
+from realtime.conf import realtime_settings
 from realtime.engine import get_engine, reset_engines
 from realtime.engine.redis import RedisEngine
 from realtime.models import Connection
-from realtime.protocol import CloseCode
 from tests.conftest import make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -151,13 +153,6 @@ async def test_an_open_and_its_close_in_one_batch_both_land_the_close_last(user,
     assert saved.closed_at is not None
 
 
-async def test_a_refused_socket_has_its_row_written_closed(user):
-    row = sessions.open_row(**row_fields(user), refused=CloseCode.TOO_MANY_CONNECTIONS)
-    await sessions.flush()
-    saved = await Connection.objects.aget(pk=row.pk)
-    assert (saved.close_code, saved.close_reason) == (4529, "too_many_connections")
-
-
 def database_errors() -> float:
     return metrics.registry().get_sample_value("realtime_service_errors_total", {"service": "database"})
 
@@ -177,6 +172,34 @@ async def test_a_row_the_database_refuses_does_not_take_its_batch_with_it(make_u
     assert [row.session_id async for row in Connection.objects.all()] == ["s_good"]
     assert database_errors() == before + 1
     assert "could not write 1 session row open" in caplog.text
+
+
+async def test_a_client_address_that_is_not_an_ip_is_stored_as_null_and_sinks_no_batch(connect, make_user):
+    """An X-Forwarded-For from a trusted peer can carry anything (uvicorn's proxy headers put it in the
+    scope's `client`): PostgreSQL's inet refused it, and with it five other users' rows."""
+    users = [await sync_to_async(make_user)(f"u{i}") for i in range(6)]
+    addresses = ["10.0.0.1", "not-an-ip", "2001:db8::7", "10.0.0.4", "unknown", "fe80::1%eth0"]
+    tokens = [await token_for(user) for user in users]
+    sockets = await asyncio.gather(
+        *(connect(token=token, client=(address, 5000)) for token, address in zip(tokens, addresses, strict=True))
+    )
+    for socket in sockets:
+        await socket.recv_type("welcome")
+    await sessions.flush()
+    stored = {row.user.username: row.remote_addr async for row in Connection.objects.select_related("user")}
+    assert stored == {"u0": "10.0.0.1", "u1": None, "u2": "2001:db8::7", "u3": "10.0.0.4", "u4": None, "u5": "fe80::1"}
+
+
+async def test_any_row_the_database_refuses_is_written_alone_and_named_in_the_log(user, django_user_model, caplog):
+    """Not only a foreign key: whatever fails the batch, the batch is written row by row."""
+    unsaved = django_user_model(username="never-saved")  # refused by Django itself (ValueError), not the database
+    handles = [sessions.open_row(**row_fields(user, f"s_{i}")) for i in range(3)]
+    bad = sessions.open_row(**row_fields(unsaved, "s_bad"))
+    await sessions.flush()
+    assert bad.lost and bad.pk is None and all(handle.pk is not None for handle in handles)
+    written = sorted([sid async for sid in Connection.objects.values_list("session_id", flat=True)])
+    assert written == ["s_0", "s_1", "s_2"]
+    assert "s_bad" in caplog.text  # the log names the row that was refused
 
 
 async def test_the_close_is_written_when_the_consumer_is_cancelled_while_it_waits(connect, user):
@@ -320,3 +343,82 @@ async def test_credentials_waiting_for_a_busy_database_are_not_timed_out(connect
         await silent.expect_disconnect(4501, "auth_timeout")
     welcome = await waiting.recv_type("welcome")
     assert welcome["id"] == 1
+
+
+# ---------------------------------------------------------------- refused connects: no row, a count, a rate
+
+
+def refusals(reason: str) -> float:
+    return metrics.registry().get_sample_value("realtime_connects_refused_total", {"reason": reason}) or 0.0
+
+
+async def user_rows(user) -> int:
+    return await Connection.objects.filter(user=user).acount()
+
+
+@override_settings(REALTIME={"MAX_CONNECTIONS_PER_USER": 20, "CONNECT_BURST": 1000})
+async def test_connects_refused_at_the_connection_limit_write_no_row(connect, user):
+    """The finding: with 20 sockets open, 100 refused attempts (4529) made it 120 rows, kept for 7 days."""
+    token, before = await token_for(user), refusals("too_many_connections")
+    for _ in range(20):
+        await (await connect(token=token)).recv_type("welcome")
+    for _ in range(100):
+        await (await connect(token=token)).expect_disconnect(4529, "too_many_connections")
+    await sessions.flush()
+    rows = await user_rows(user)
+    assert rows == 20, f"{rows} session rows for 20 open sockets and 100 refused attempts"
+    assert refusals("too_many_connections") == before + 100
+
+
+@override_settings(REALTIME={"CONNECT_BURST": 5, "CONNECT_RATE": 0.01})
+async def test_connects_over_the_users_rate_are_closed_4008_and_write_no_row(connect, user, make_user):
+    token, before = await token_for(user), refusals("rate_limited")
+    for _ in range(5):
+        socket = await connect(token=token)
+        await socket.recv_type("welcome")
+        await socket.close()  # closed: the connection limit is not what refuses the next one
+    refused = await connect(token=token)
+    await refused.expect_disconnect(4008, "rate_limited")  # "reconnect after backoff"
+    other = await sync_to_async(make_user)("bob")  # another user's connects are their own
+    await (await connect(token=await token_for(other))).recv_type("welcome")
+    frame_auth = await connect()  # an `auth` frame counts as a connect too
+    await frame_auth.send({"type": "auth", "id": 1, "token": token})
+    await frame_auth.expect_disconnect(4008)
+    await sessions.flush()
+    assert await user_rows(user) == 5
+    assert refusals("rate_limited") == before + 2
+
+
+async def test_a_flood_of_connects_with_one_token_is_rate_limited_with_a_row_per_admitted_socket(connect, user):
+    """The finding: 300 connects with one token wrote 300 rows. Each connect here is closed by the
+    client once answered (so the connection limit never refuses one): the defaults admit at most
+    CONNECT_BURST of them, plus what the bucket refilled (CONNECT_RATE) while the flood ran."""
+    token, answers = await token_for(user), []
+    started = time.monotonic()
+    for _ in range(300):
+        socket = await connect(token=token)
+        frame = await socket.recv()  # `welcome`, or `disconnect` before the close
+        answers.append(frame["type"] if frame["type"] == "welcome" else str(frame["code"]))
+        await socket.close()
+    elapsed = time.monotonic() - started
+    await sessions.flush()
+    admitted, rows = answers.count("welcome"), await user_rows(user)
+    assert answers.count("4008") == 300 - admitted
+    bound = realtime_settings.CONNECT_BURST + math.ceil(elapsed * realtime_settings.CONNECT_RATE)
+    assert rows == admitted <= bound, f"300 connects: {admitted} admitted, {rows} rows (at most {bound})"
+
+
+@override_settings(REALTIME={"CONNECT_BURST": 2, "CONNECT_RATE": 0.01})
+async def test_the_connect_rate_counts_the_connects_on_other_processes(
+    redis_layer, redis_url, redis_prefix, connect, user
+):
+    with override_settings(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix):
+        reset_engines()
+        other_process = RedisEngine(redis_url, redis_prefix)
+        try:
+            assert await other_process.connect_take(str(user.pk), rate=0.01, burst=2)  # a connect over there
+            token = await token_for(user)
+            await (await connect(token=token)).recv_type("welcome")
+            await (await connect(token=token)).expect_disconnect(4008)
+        finally:
+            await other_process.close()

@@ -84,7 +84,8 @@ async def test_recover_from_another_epoch_is_not_recovered(backend, login):
     reply = await ann.request(
         {"type": "subscribe", "id": 1, "channel": "public:a", "recover": {"epoch": "gone", "offset": 0}}
     )
-    assert reply["recovered"] is False and reply["publications"] == [] and reply["offset"] == 1
+    assert reply["recovered"] is False and reply["offset"] == 1
+    assert [p["data"] for p in reply["publications"]] == [1]  # the current epoch's, from its first (§4)
 
 
 async def test_unsubscribe(backend, login):
@@ -99,6 +100,13 @@ async def test_unsubscribe(backend, login):
     await publish("public:a", "after")
     assert (await bob.recv_type("message"))["data"] == "after"
     assert await ann.request({"type": "ping", "id": 3}) == {"type": "pong", "id": 3}
+
+
+@pytest.mark.parametrize("kind", ["subscribe", "publish", "history", "presence"])
+async def test_a_channel_name_with_a_trailing_newline_is_a_bad_request(login, kind):
+    ann = await login()
+    reply = await ann.request({"type": kind, "id": 8, "channel": "public:lobby\n", "data": 1})
+    assert (reply["type"], reply["code"], reply["id"]) == ("error", "bad_request", 8), reply
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ def test_defaults_match_the_protocol():
     assert values["RATE"] == 50 and values["RATE_BURST"] == 100
     assert values["MAX_SUBSCRIPTIONS"] == 100
     assert values["MAX_CONNECTIONS_PER_USER"] == 20
+    assert values["CONNECT_RATE"] == 1 and values["CONNECT_BURST"] == 30  # every tab of a user at once, then 1/s
     assert values["SEND_QUEUE_BYTES"] == 1024 * 1024
     assert set(values) == set(OPTIONS)
 
@@ -130,3 +131,14 @@ def test_a_namespace_rule_that_does_not_import_stops_start_up_naming_it(path, sa
         with pytest.raises(ImproperlyConfigured, match=rf"NAMESPACES\['public'\]\['publish'\].*{says}"):
             apps.get_app_config("realtime").ready()  # what start-up runs
     assert namespaces()["public"].publish.__name__ == "authenticated"
+
+
+def test_a_namespace_name_with_a_trailing_newline_is_refused():
+    with pytest.raises(ImproperlyConfigured, match="not a valid namespace name"):
+        load({"NAMESPACES": {"chat\n": {}}}, {})
+
+
+@pytest.mark.parametrize(("key", "value"), [("CONNECT_RATE", "0"), ("CONNECT_BURST", "0"), ("CONNECT_BURST", "1.5")])
+def test_the_connect_rate_settings_are_checked(key, value):
+    with pytest.raises(ImproperlyConfigured, match=key):
+        load({}, {f"REALTIME_{key}": value})

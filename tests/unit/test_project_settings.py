@@ -11,6 +11,7 @@ import pytest
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
+STRONG_KEY = "k7-Vw2pQz9xLm4Rt8sYb1Nc6Hd3Jf5Gg0Ea_Ui2Oo7Pp9Ll3Kk8Mm"  # 52 characters, many different ones
 PROBE = (
     "import django, json; from django.conf import settings; django.setup(); "
     "db = settings.DATABASES['default']; layer = settings.CHANNEL_LAYERS['default']; "
@@ -22,7 +23,7 @@ PROBE = (
 
 def run_probe(**env_vars):
     env = {k: v for k, v in os.environ.items() if not k.startswith("REALTIME_")}
-    for key in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"):
+    for key in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "JWT_SIGNING_KEY", "ALLOWED_HOSTS"):
         env.pop(key, None)
     env.update(DJANGO_SETTINGS_MODULE="project.settings", **env_vars)
     return subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
@@ -44,7 +45,7 @@ def test_embedded_defaults():
 def test_production_environment():
     result = run_probe(
         DEBUG="0",
-        SECRET_KEY="s3cret",
+        SECRET_KEY=STRONG_KEY,
         ALLOWED_HOSTS="rt.example.com,api.example.com",
         DATABASE_URL="postgres://u:p@db.example.com:5432/rt",
         REDIS_URL="redis://cache.example.com:6379/2",
@@ -81,6 +82,27 @@ def test_secret_key_required_without_debug():
     result = run_probe(DEBUG="0")
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "variable, key",
+    [
+        ("SECRET_KEY", "s3cret"),  # the finding: 6 characters were accepted
+        ("SECRET_KEY", "ab" * 30),  # long, but two different characters
+        ("SECRET_KEY", "django-insecure-" + STRONG_KEY),  # startproject's placeholder
+        ("JWT_SIGNING_KEY", "s3cret"),  # the tokens' own key, when set apart
+    ],
+)
+def test_a_weak_signing_key_stops_startup_without_debug(variable, key):
+    result = run_probe(**{"DEBUG": "0", "SECRET_KEY": STRONG_KEY, variable: key})
+    assert result.returncode != 0
+    assert f"{variable} is too weak to sign with" in result.stderr and "at least 50 characters" in result.stderr
+    assert key not in result.stderr  # the key itself is never printed
+
+
+def test_a_short_key_is_allowed_in_development():
+    result = run_probe(SECRET_KEY="s3cret")
+    assert result.returncode == 0, result.stderr
 
 
 def test_bad_realtime_environment_stops_startup():
