@@ -8,10 +8,12 @@ ARGS ?=
 
 .PHONY: run test install lint clean bench stop-redis
 
+# setuptools prints a banner (a BuildBackendWarning) for every editable install (clients/python):
+# nothing to act on, so it is silenced.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -19,10 +21,10 @@ install: $(VENV)/.installed
 ## Set up (virtualenv, install, migrate, demo data) and serve on 127.0.0.1:8000, with Redis when there is one
 ## (REDIS_URL, else 127.0.0.1:6379, else a private redis-server: scripts/run.py).
 run: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo_data
+	@$(PY) manage.py migrate --noinput --verbosity 0
+	@$(PY) manage.py demo_data
 	@echo "Log in at http://$(HOST):$(PORT)/admin/ (admin / admin-pass-123); WebSocket at ws://$(HOST):$(PORT)/ws/"
-	$(PY) scripts/run.py $(HOST):$(PORT)
+	@$(PY) scripts/run.py $(HOST):$(PORT)
 
 ## The whole test suite with line and branch coverage (fails under 90 %).
 test: install

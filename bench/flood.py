@@ -1,4 +1,4 @@
-"""How long a valid handshake takes while the server is flooded (issue 9's closing figures).
+"""How long a valid handshake takes while the server is flooded.
 
 Starts one real server process (daphne, or uvicorn with `--server uvicorn`) of a checkout
 (`--source`, default this one: pass a `git worktree` of an older commit to measure the

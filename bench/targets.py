@@ -5,7 +5,7 @@ reconnect storm), its log in the run's log folder:
 
 | kind | command (cwd) | channel layer |
 |---|---|---|
-| `ours` | `python -m daphne project.asgi:application` or `python -m uvicorn ...` (repo root) | core, pubsub or memory |
+| `ours` | `python -m daphne project.asgi:application` or `python -m project.serve` (root) | core, pubsub or memory |
 | `baseline` | `python -m daphne baseline.asgi:application` (bench/) | channels-redis core |
 | `socketio` | `python -m uvicorn peers.socketio_app:app` (bench/) | python-socketio's AsyncRedisManager |
 
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 
+from project.serve import command as serve_command  # noqa: E402
 from realtime.conf import DEFAULT_NAMESPACES  # noqa: E402
 from tests.e2e.servers import HOST, DaphneServer, server_env  # noqa: E402
 
@@ -85,8 +86,8 @@ class BenchServer(DaphneServer):
             return self._uvicorn("peers.socketio_app:app", port)
         if self.target.kind == "baseline":
             return [*daphne, "baseline.asgi:application"]
-        if self.target.server == "uvicorn":
-            return self._uvicorn("project.asgi:application", port)
+        if self.target.server == "uvicorn":  # the production command (project/serve.py)
+            return serve_command("--host", HOST, "--port", port, "--log-level", "warning", "--no-access-log")
         return [*daphne, "project.asgi:application"]
 
     @staticmethod
@@ -94,7 +95,7 @@ class BenchServer(DaphneServer):
         return [
             sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", port,
             "--lifespan", "on", "--log-level", "warning", "--no-access-log", "--ws", "websockets-sansio",
-            # Both applications have a heartbeat of their own (ours; engine.io's): uvicorn's WebSocket
+            # engine.io has a heartbeat of its own (as ours has: project/serve.py): uvicorn's WebSocket
             # keepalive duplicates it and, under overload, closed sockets with 1011 (docs/operations.md).
             "--ws-ping-interval", "0",
         ]  # fmt: skip
@@ -119,6 +120,9 @@ def target_env(
                 "REALTIME_RATE_BURST": 100000,
                 # ... and its bytes (PUBLISH_BYTES_PER_SECOND, 256 KiB/s by default): no quota in the way.
                 "REALTIME_PUBLISH_BYTES_PER_SECOND": 1 << 30,
+                # ... and the per-user connect rate (CONNECT_BURST 30): the scenarios connect the same
+                # users one after another, 10 sockets each (the bucket is still taken from, never empty).
+                "REALTIME_CONNECT_BURST": 100000,
                 "REALTIME_NAMESPACES": json.dumps(NAMESPACES),
                 "CHANNEL_LAYER_FLAVOUR": "pubsub" if target.layer == "pubsub" else "core",
             }

@@ -1,4 +1,4 @@
-"""ASGI entry point: `daphne project.asgi:application` (and `runserver`).
+"""ASGI entry point: `python -m project.serve` (uvicorn; project/serve.py), daphne and `runserver`.
 
 HTTP goes to Django; WebSockets to the real-time consumer at /ws/, behind the
 JWT middleware (which also decides whether the session cookie may be used: only
@@ -17,7 +17,10 @@ django_asgi_app = get_asgi_application()
 
 import sys  # noqa: E402
 
-from project import devkey  # noqa: E402
+from project import devkey, logfilters  # noqa: E402
+
+# Whatever the server, its logs never carry a `?token=` (project/logfilters.py).
+logfilters.install()
 
 # Without SECRET_KEY, serve loopback only: refuse to start on another bind address.
 devkey.check_serving(sys.argv)

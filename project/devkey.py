@@ -7,7 +7,8 @@ So a server started with it refuses to run when it binds to anything but a loopb
 address (checked from its command line at start, for daphne, uvicorn and runserver),
 and, whatever the server, a connection that arrives on a non-loopback address is
 refused (HTTP 503, or the WebSocket handshake rejected) with an error in the log.
-With `DEBUG` off the settings refuse the development key outright.
+With `DEBUG` off the settings refuse the development key outright, and any key too weak to
+sign with (`check_signing_key`, Django's own rule).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import ipaddress
 import logging
 import os
 import re
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
+from django.core.checks.security import base as security_checks
 from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,21 @@ REFUSAL = (
     "SECRET_KEY is not set, so this server would sign tokens with the development key of this "
     "checkout; that is only allowed on a loopback address. Set SECRET_KEY (and DEBUG=0) to serve on {host}."
 )
+
+
+def check_signing_key(name: str, key: str) -> None:
+    """Refuse to start (ImproperlyConfigured) with a key too weak to sign sessions and tokens with.
+
+    Django's rule, which its deploy check security.W009 only warns about: at least 50
+    characters, at least 5 of them different, not startproject's `django-insecure-` one.
+    """
+    if not security_checks._check_secret_key(key):
+        raise ImproperlyConfigured(
+            f"{name} is too weak to sign with: it needs at least {security_checks.SECRET_KEY_MIN_LENGTH} "
+            f"characters, at least {security_checks.SECRET_KEY_MIN_UNIQUE_CHARACTERS} of them different, and not "
+            f"the prefix {security_checks.SECRET_KEY_INSECURE_PREFIX!r}. Make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
 
 
 def is_loopback(host: str) -> bool:
@@ -89,10 +105,8 @@ def check_serving(argv: Sequence[str]) -> None:
         if not is_loopback(host):
             raise ImproperlyConfigured(REFUSAL.format(host=host))
     where = getattr(settings, "DEVELOPMENT_KEY_FILE", None)
-    warnings.warn(
-        f"SECRET_KEY is not set: serving with this checkout's development key ({where}); loopback only.",
-        stacklevel=2,
-    )
+    # Logged, not warnings.warn(): that prints a line of this module's source code after the message.
+    logger.warning("SECRET_KEY is not set: serving with this checkout's development key (%s); loopback only.", where)
 
 
 class DevelopmentKeyGuard:

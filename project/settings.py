@@ -14,6 +14,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from .devkey import check_signing_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -50,6 +52,8 @@ if DEVELOPMENT_KEY:
     # Said once, by the serving process (project.devkey.check_serving), not by every command.
     DEVELOPMENT_KEY_FILE = Path(env.str("DEV_SECRET_KEY_FILE", default=str(BASE_DIR / ".dev-secret-key")))
     SECRET_KEY = _development_key(DEVELOPMENT_KEY_FILE)
+elif not DEBUG:  # a short key can be guessed offline from one signed token or cookie
+    check_signing_key("SECRET_KEY", SECRET_KEY)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -81,9 +85,9 @@ MIDDLEWARE = [
 ]
 
 if not DEBUG:
-    # Production serves the admin's static files itself (after `collectstatic`);
-    # in development runserver does.
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    # Production serves the admin's static files itself (after `collectstatic`), through WhiteNoise
+    # without a synchronous iterator (project/staticfiles.py); in development runserver does.
+    MIDDLEWARE.insert(1, "project.staticfiles.StaticFilesMiddleware")
 
 ROOT_URLCONF = "project.urls"
 
@@ -195,6 +199,8 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": False,
     "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
 }
+if not DEBUG:
+    check_signing_key("JWT_SIGNING_KEY", SIMPLE_JWT["SIGNING_KEY"])
 
 # `GET /metrics` (Prometheus): the bearer token a scraper must send. Unset, the
 # metrics are open to anyone when DEBUG is on and refused (403) when it is off.

@@ -1,4 +1,4 @@
-"""`make run`: serve with `manage.py runserver`, on Redis whenever there is one.
+"""`make run`: serve with `manage.py runserver` (`runserver_command`), on Redis whenever there is one.
 
 Redis makes what a user tries in the first hour work: a publication from the command
 line, a Python shell or another process reaches the sockets, and history and sessions
@@ -12,8 +12,9 @@ outlive a restart of the server (resume and recovery). Which Redis, first found 
 4. none: the embedded in-memory engine and layer, with a warning that only this
    process's own sockets can be reached.
 
-While it serves, the chosen URL is in `.run/redis-url`, which `manage.py` reads when
-REDIS_URL is not set: `manage.py publish public:lobby '"hi"'` reaches the demo page.
+The chosen URL is recorded in `.run/redis-url` (and kept after the server stops), which
+`manage.py` reads when REDIS_URL is not set: `manage.py publish public:lobby '"hi"'` reaches the
+demo page, or, while the server is down, waits in history for the page to recover it.
 
 Arguments: the address to serve on (default 127.0.0.1:8000).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +31,12 @@ from pathlib import Path
 from local_redis import DEFAULT_URL, INSTALL_HINT, find_redis_server, redis_answers, start_private_redis
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from project.serve import daphne_options  # noqa: E402  (the production server's bound on a frame)
+
 PRIVATE_DIR = ROOT / ".run" / "redis"
-URL_FILE = ROOT / ".run" / "redis-url"  # read by manage.py: `manage.py publish` reaches this server's sockets
+URL_FILE = ROOT / ".run" / "redis-url"  # read by manage.py: `manage.py publish` reaches this server's Redis
 
 
 def choose_redis(env: dict[str, str], *, default: str = DEFAULT_URL, private_dir: Path = PRIVATE_DIR) -> str:
@@ -71,15 +77,48 @@ def private_redis(private_dir: Path) -> str:
     return url
 
 
+def record_redis(url: str, url_file: Path) -> None:
+    """Record the Redis this checkout serves with for `manage.py` ("": forget an earlier one)."""
+    if url:
+        url_file.parent.mkdir(exist_ok=True)
+        url_file.write_text(url + "\n")
+    else:
+        url_file.unlink(missing_ok=True)
+
+
+def runserver_command(address: str) -> list[str]:
+    """`manage.py runserver` (daphne's) on `address`, reading WebSocket messages no larger than the
+    production server does (daphne's own bound is 1 MiB)."""
+    return [sys.executable, "manage.py", "runserver", address, *daphne_options()]
+
+
+def address_in_use(address: str) -> bool:
+    """Whether something already listens on `host:port` (runserver would log a listen failure and
+    hang there, not exit). An address that does not parse is left to runserver to refuse."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        return False
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host.strip("[]") or "127.0.0.1", int(port)))
+        except OSError:
+            return True
+    return False
+
+
 def main(argv: list[str]) -> int:
+    address = argv[0] if argv else "127.0.0.1:8000"
+    if address_in_use(address):
+        print(f"{address} is in use (another `make run`?): stop it, or serve on another port, e.g. "
+              "`make run PORT=8001`.", file=sys.stderr)
+        return 1
     env = dict(os.environ)
     url = choose_redis(env)
     env["REDIS_URL"] = url
-    if url:
-        URL_FILE.parent.mkdir(exist_ok=True)
-        URL_FILE.write_text(url + "\n")
-    address = argv[0] if argv else "127.0.0.1:8000"
-    server = subprocess.Popen([sys.executable, "manage.py", "runserver", address], cwd=ROOT, env=env)
+    # Kept when the server stops: a second `make run` that fails, or Ctrl-C, must not leave
+    # `manage.py publish` publishing into a memory that no server shares.
+    record_redis(url, URL_FILE)
+    server = subprocess.Popen(runserver_command(address), cwd=ROOT, env=env)
     try:
         while True:
             try:
@@ -87,7 +126,6 @@ def main(argv: list[str]) -> int:
             except KeyboardInterrupt:  # Ctrl-C reached runserver too: it is saying goodbye to its sockets
                 continue
     finally:
-        URL_FILE.unlink(missing_ok=True)
         if server.poll() is None:
             server.send_signal(signal.SIGINT)
             server.wait(30)

@@ -75,8 +75,8 @@ def server_base_env(transactional_db, redis_url: str, redis_prefix: str) -> dict
 
 @pytest.fixture
 def launch(server_base_env: dict[str, str], tmp_path) -> Any:
-    """Spawn servers: `launch(REALTIME_HEARTBEAT=1)`, `launch("uvicorn")`; stopped (SIGTERM) and their
-    logs checked at teardown.
+    """Spawn servers: `launch(REALTIME_HEARTBEAT=1)`, `launch("uvicorn")`, `launch("uvicorn", args=(...))`;
+    stopped (SIGTERM) and their logs checked at teardown.
 
     `launch.tolerate(pattern)`: log records matching the regex `pattern` are not charged to the
     test (only for a test that breaks a service on purpose, and says why).
@@ -84,11 +84,12 @@ def launch(server_base_env: dict[str, str], tmp_path) -> Any:
     started: list[DaphneServer] = []
     tolerated: list[re.Pattern] = []
 
-    def spawn(kind: str = "daphne", **env: object) -> DaphneServer:
+    def spawn(kind: str = "daphne", *, args: tuple[str, ...] | None = None, **env: object) -> DaphneServer:
         name = f"server{len(started)}"
         extra = {key: str(value) for key, value in env.items()}
         server_class = {"daphne": DaphneServer, "uvicorn": UvicornServer}[kind]
-        server = server_class({**server_base_env, **extra}, tmp_path / f"{name}.log", name=name)
+        options = {} if args is None else {"args": args}  # server options after the harness's own
+        server = server_class({**server_base_env, **extra}, tmp_path / f"{name}.log", name=name, **options)
         started.append(server.start())
         return server
 

@@ -1,10 +1,10 @@
-"""Real daphne processes for the end-to-end tests and the benchmark.
+"""Real daphne and uvicorn processes for the end-to-end tests and the benchmark.
 
-`DaphneServer` starts `python -m daphne ... project.asgi:application` in the
-project directory with the environment it is given, waits for `GET /healthz`
-to answer 200, and stops it with SIGTERM (so coverage data and the node's
-shutdown hook run) or SIGKILL. Its stderr and stdout go to a log file, which
-`problems()` scans for unhandled errors.
+`DaphneServer` starts `python -m daphne ... project.asgi:application` (`UvicornServer`: the
+production command, `python -m project.serve`) in the project directory with the environment
+it is given, waits for `GET /healthz` to answer 200, and stops it with SIGTERM (so coverage
+data and the node's shutdown hook run) or SIGKILL. Its stderr and stdout go to a log file,
+which `problems()` scans for unhandled errors.
 
 No Django import here: `bench/connects.py` uses this module standalone.
 """
@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
+
+from project.serve import command as serve_command  # the production command (no Django import)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -238,16 +240,20 @@ class DaphneServer:
 
 
 class UvicornServer(DaphneServer):
-    """The same application under uvicorn (its `websockets` implementation), the other supported server."""
+    """The same application under uvicorn, as the README runs it in production (`python -m project.serve`);
+    `args` are uvicorn options after the documented ones."""
 
     def __init__(self, env: dict[str, str], log_path: Path, *, name: str = "uvicorn", args: tuple[str, ...] = ()):
         super().__init__(env, log_path, name=name, args=args)
 
     def command(self) -> list[str]:
+        options = ("--host", HOST, "--port", str(self.port), "--log-level", "info", *self.args)
+        if (Path(self.workdir) / "project" / "serve.py").is_file():
+            return serve_command(*options)
+        # A checkout from before project/serve.py (bench/flood.py --source): the command its README gave.
         return [
-            sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", HOST, "--port", str(self.port),
-            "--ws", "websockets-sansio", "--lifespan", "on", "--ws-ping-interval", "0",
-            "--log-level", "info", *self.args,
+            sys.executable, "-m", "uvicorn", "project.asgi:application", "--ws", "websockets-sansio",
+            "--lifespan", "on", "--ws-ping-interval", "0", *options,
         ]  # fmt: skip
 
 

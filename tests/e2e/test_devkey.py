@@ -32,14 +32,20 @@ def test_daphne_with_the_development_key_serves_on_loopback(server_base_env, tmp
     command = [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(port), "project.asgi:application"]
     process = subprocess.Popen(command, env=development_env(server_base_env, tmp_path / "key"),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    output = []
     try:
         for line in process.stdout:  # daphne says when it listens: no polling
+            output.append(line)
             if "Listening on TCP address" in line:
                 break
         else:
             pytest.fail(f"daphne exited ({process.wait()}) before listening")
         with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=30) as response:
             assert response.status == 200
+        # It says so once, as a message alone: no warning category, no line of source code.
+        said = [line for line in output if "development key" in line]
+        assert len(said) == 1 and "loopback only" in said[0], output
+        assert not any("UserWarning" in line or "check_serving" in line for line in output), output
     finally:
         process.terminate()
         process.wait(30)

@@ -1,4 +1,5 @@
-"""The same application under uvicorn, the other supported ASGI server (daphne is the first).
+"""The same application under uvicorn, the production server (`python -m project.serve`, as the
+README runs it; the other end-to-end tests run daphne).
 
 What must hold under both: authentication, delivery in order, the session rows, resume
 on another process after a kill -9, and a stop that clients survive and that retires the

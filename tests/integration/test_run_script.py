@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -54,3 +55,30 @@ def test_otherwise_a_private_redis_server_runs_on_and_keeps_its_data(tmp_path):
         assert redis.Redis.from_url(url).get("rt:test") == b"kept"
     finally:
         stop(tmp_path)
+
+
+def test_the_recorded_redis_outlives_the_server(tmp_path, redis_url, monkeypatch):
+    # `manage.py publish` after Ctrl-C (or from a second `make run` that failed) still finds the Redis
+    # `make run` serves with: the publication waits in its history, and the next start recovers it.
+    monkeypatch.setattr(run, "URL_FILE", tmp_path / ".run" / "redis-url")
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    assert run.main(["not-an-address"]) != 0  # a real runserver, refusing the address at once
+    assert run.URL_FILE.read_text().strip() == redis_url
+
+
+def test_serving_without_redis_forgets_an_earlier_one(tmp_path):
+    url_file = tmp_path / ".run" / "redis-url"
+    run.record_redis("redis://127.0.0.1:6379/0", url_file)
+    assert url_file.read_text() == "redis://127.0.0.1:6379/0\n"
+    run.record_redis("", url_file)  # in memory this time: `manage.py publish` must not reach an unserved Redis
+    assert not url_file.exists()
+
+
+def test_an_address_in_use_stops_with_a_message_instead_of_hanging(capsys):
+    # runserver itself logs "Listen failure" and then serves nothing, for ever: a second `make run`.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        assert run.main([address]) == 1
+    assert f"{address} is in use" in capsys.readouterr().err

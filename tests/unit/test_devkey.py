@@ -44,9 +44,16 @@ def test_loopback(host, loopback):
 
 
 @override_settings(DEVELOPMENT_KEY=True, DEVELOPMENT_KEY_FILE="/checkout/.dev-secret-key")
-def test_the_development_key_refuses_a_public_bind_and_allows_loopback():
-    with pytest.warns(UserWarning, match=r"development key \(/checkout/.dev-secret-key\); loopback only"):
+def test_the_development_key_refuses_a_public_bind_and_allows_loopback(caplog):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said as a log line: a warning would print a line of source code too
         devkey.check_serving(["/venv/bin/daphne", "-b", "127.0.0.1", "project.asgi:application"])
+    (record,) = [r for r in caplog.records if r.name == "project.devkey"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        "SECRET_KEY is not set: serving with this checkout's development key (/checkout/.dev-secret-key); "
+        "loopback only."
+    )
     with pytest.raises(ImproperlyConfigured, match="development key .* 0.0.0.0"):
         devkey.check_serving(["/venv/bin/daphne", "-b", "0.0.0.0", "project.asgi:application"])
 
