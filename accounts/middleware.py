@@ -3,8 +3,11 @@
 Credentials, first match wins (docs/protocol.md section 2):
 
 1. header ``Authorization: Bearer <access>`` (servers, the Python client);
-2. query string ``?token=<access>`` (browsers, which cannot set headers on a socket);
-3. the Django session cookie of a logged-in user.
+2. a subprotocol ``realtime.bearer.<access>`` offered in ``Sec-WebSocket-Protocol`` (the
+   browser client: ``new WebSocket(url, ["realtime.v1", "realtime.bearer.<access>"])``;
+   the consumer accepts with ``realtime.v1`` and never echoes the token);
+3. query string ``?token=<access>`` (browsers; ends up in access logs);
+4. the Django session cookie of a logged-in user.
 
 It sets ``scope["user"]`` (the user, or ``AnonymousUser``) and ``scope["auth"]``
 (`ScopeAuth`). A bad or expired token does not reject the handshake: the
@@ -43,7 +46,12 @@ from rest_framework_simplejwt import settings as jwt_settings  # the module: SIM
 
 from .tokens import Authenticated, ExpiredCredentials, InvalidCredentials, authenticate_token
 
-Method = Literal["header", "query", "cookie"]
+Method = Literal["header", "protocol", "query", "cookie"]
+
+# The subprotocol a client offers and the server chooses, and the prefix of one carrying an access
+# token (a JWT's characters are all RFC 7230 token characters, as a subprotocol's must be).
+SUBPROTOCOL = "realtime.v1"
+BEARER_PROTOCOL = "realtime.bearer."
 Error = Literal["invalid", "expired", "unavailable"]
 
 
@@ -77,7 +85,11 @@ class JWTAuthMiddleware(BaseMiddleware):
 
     async def authenticate(self, scope: dict[str, Any]) -> tuple[Any, ScopeAuth]:
         """The user and the ``scope["auth"]`` entry of this handshake."""
-        finders: tuple[tuple[Method, Any], ...] = (("header", self.header_token), ("query", self.query_token))
+        finders: tuple[tuple[Method, Any], ...] = (
+            ("header", self.header_token),
+            ("protocol", self.protocol_token),
+            ("query", self.query_token),
+        )
         for method, find in finders:
             raw = find(scope)
             if raw is None:
@@ -115,6 +127,13 @@ class JWTAuthMiddleware(BaseMiddleware):
         token = rest.strip()
         # A bearer header with no token, or with more than one part, is a bad token, not an absent one.
         return token if token and " " not in token else ""
+
+    def protocol_token(self, scope: dict[str, Any]) -> str | None:
+        """The token of a ``realtime.bearer.<access>`` subprotocol ("" when empty), or None."""
+        for offered in scope.get("subprotocols") or ():
+            if offered.startswith(BEARER_PROTOCOL):
+                return offered.removeprefix(BEARER_PROTOCOL)
+        return None
 
     def query_token(self, scope: dict[str, Any]) -> str | None:
         """The ``token`` query parameter, or None (also when empty)."""

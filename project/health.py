@@ -1,8 +1,12 @@
-"""`GET /healthz`: does the database answer, does the channel layer answer, is the socket path open.
+"""`GET /healthz`: does the database answer, does the channel layer answer; and is the socket path full.
 
-The socket path is "saturated" while the process holds MAX_UNAUTHENTICATED sockets without
-credentials (realtime.admission): new sockets without handshake credentials are turned
-away with 1013 then, so a load balancer should send clients to another process.
+The status (200 or 503) is the database's and the channel layer's only. The socket path is
+"saturated" while the process holds MAX_UNAUTHENTICATED sockets without credentials
+(realtime.admission): new sockets without handshake credentials are refused then (HTTP 403),
+but every client with credentials at the handshake still gets in, the browser client too. An
+anonymous flood saturates every node alike, so a 503 for it would have a load balancer pull
+them all: `sockets` says it for people, and `/metrics` for alerts
+(`realtime_unauthenticated_connections` against `realtime_unauthenticated_limit`).
 """
 
 from __future__ import annotations
@@ -56,13 +60,13 @@ def _sockets() -> str:
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
-    """200 with every check "ok", else 503 naming what failed."""
+    """200 when the database and the channel layer answer, else 503 naming what failed; `sockets` informs."""
     results = dict(
         await asyncio.gather(
             _run("database", sync_to_async(_check_database, thread_sensitive=True)),
             _run("channel_layer", _check_channel_layer),
         )
     )
-    results["sockets"] = _sockets()
     healthy = all(value == "ok" for value in results.values())
+    results["sockets"] = _sockets()
     return JsonResponse(results, status=200 if healthy else 503)

@@ -20,6 +20,9 @@ from urllib.parse import parse_qs
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
+from accounts.middleware import SUBPROTOCOL
+from accounts.throttling import scope_client_address
+
 from . import handlers, metrics, protocol, sessions, slots
 from . import resume as resumption
 from .admission import GATE, PLACE
@@ -37,7 +40,7 @@ from .exceptions import (
 from .limits import ErrorWindow, TokenBucket
 from .live import LIVE
 from .node import node_name
-from .outbox import Outbox, Overflow
+from .outbox import Outbox, Overflow, close_message
 from .protocol import CloseCode
 from .subscriptions import Subscriptions
 
@@ -91,7 +94,6 @@ class RealtimeConsumer(AsyncConsumer):
         self.expiry_deadline: float | None = None
         self.session_deadline: float | None = None  # a cookie socket: when its Django session expires
         self.bucket: TokenBucket | None = None
-        self.publish_bytes: TokenBucket | None = None  # PUBLISH_BYTES_PER_SECOND (realtime.handlers.handle_publish)
         self.bad_frames: ErrorWindow | None = None
         self.rate_errors: ErrorWindow | None = None
         self.groups: list[str] = []
@@ -142,15 +144,18 @@ class RealtimeConsumer(AsyncConsumer):
         self.next_ping = now + settings["HEARTBEAT"]
         self.auth_deadline = now + settings["AUTH_TIMEOUT"]
         self.bucket = TokenBucket(settings["RATE"], settings["RATE_BURST"])
-        self.publish_bytes = TokenBucket(settings["PUBLISH_BYTES_PER_SECOND"], settings["PUBLISH_BYTES_PER_SECOND"])
         self.bad_frames = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
         self.rate_errors = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
         self.outbox = Outbox(self.base_send, settings["SEND_QUEUE_BYTES"])
         LIVE.add(self)  # for a graceful shutdown: realtime.live.say_going_away
         metrics.connection_opened()
 
-        # Close codes only work after accept: closing before it is an HTTP 403.
-        await self.base_send({"type": "websocket.accept"})
+        # Close codes only work after accept: closing before it is an HTTP 403. A browser that offered
+        # subprotocols fails a handshake whose answer names none of them: choose ours, never the token.
+        accept = {"type": "websocket.accept"}
+        if SUBPROTOCOL in (self.scope.get("subprotocols") or ()):
+            accept["subprotocol"] = SUBPROTOCOL
+        await self.base_send(accept)
         self.state = SocketState.OPEN
         self.outbox.start()
         self._rearm()
@@ -289,12 +294,11 @@ class RealtimeConsumer(AsyncConsumer):
         connection limit is a slot taken in the engine (no database query), and the session
         row is queued for the background writer: nothing here waits for the database.
         """
-        client = self.scope.get("client") or (None, None)
         headers = dict(self.scope.get("headers") or [])
         row = {
             "channel_name": self.channel_name,
             "node": node_name(),
-            "remote_addr": client[0],
+            "remote_addr": scope_client_address(self.scope) or None,  # behind TRUSTED_PROXY_COUNT proxies too
             "user_agent": headers.get(b"user-agent", b"").decode("latin1"),
             "user": user,
             "auth_method": method,
@@ -302,7 +306,7 @@ class RealtimeConsumer(AsyncConsumer):
         }
         try:
             async with backing_service(request_id):
-                admitted = await slots.admit(user.pk, self.channel_name)
+                refused = await slots.admit(user.pk, self.channel_name)
         except Unavailable as exc:
             if method == "frame":
                 # Not authenticated, and told so (`unavailable`): the socket stays open, and the
@@ -313,9 +317,9 @@ class RealtimeConsumer(AsyncConsumer):
             # client comes back after its backoff (1011 reconnects; 4501 would stop it).
             self.send_frame(protocol.error(exc.code, exc.message))
             raise Disconnect(CloseCode.INTERNAL_ERROR, "unavailable") from exc
-        if not admitted:
-            sessions.open_row(session_id=self.session_id, refused=CloseCode.TOO_MANY_CONNECTIONS, **row)
-            raise Disconnect(CloseCode.TOO_MANY_CONNECTIONS)
+        if refused is not None:  # no session row: a flood of refused connects must not fill the table
+            metrics.connect_refused(refused)
+            raise Disconnect(refused)
         restored = await resumption.take(resume, self.channel_name, user.pk)
         if resume:
             metrics.resumed(restored is not None)
@@ -399,10 +403,11 @@ class RealtimeConsumer(AsyncConsumer):
         metrics.sent_frame(frame)
         self.send_text(protocol.encode(frame))
 
-    def send_text(self, text: str) -> None:
-        """Queue an already serialised frame; a client that lets the queue overflow is cut off (4013)."""
+    def send_text(self, text: str, size: int | None = None) -> None:
+        """Queue an already serialised frame (of `size` UTF-8 bytes, when known); a client that lets the
+        queue overflow is cut off (4013)."""
         try:
-            self.outbox.put_text(text)
+            self.outbox.put_text(text, size)
         except Overflow:
             metrics.slow_cutoff()
             self._close_now(CloseCode.SLOW, None, drop_queued=True)
@@ -421,7 +426,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.outbox.close(
             [
                 {"type": "websocket.send", "text": protocol.encode(protocol.disconnect(code, reason))},
-                {"type": "websocket.close", "code": int(code)},
+                close_message(code, self.close_reason),
             ],
             drop_queued=drop_queued,
         )
@@ -444,7 +449,7 @@ class RealtimeConsumer(AsyncConsumer):
             await self.base_send(
                 {"type": "websocket.send", "text": protocol.encode(protocol.disconnect(CloseCode.GOING_AWAY))}
             )
-            await self.base_send({"type": "websocket.close", "code": int(CloseCode.GOING_AWAY)})
+            await self.base_send(close_message(CloseCode.GOING_AWAY, CloseCode.GOING_AWAY.reason))
         except Exception:  # the transport may already be gone
             logger.debug("could not say goodbye to %s", self.session_id)
 
@@ -535,6 +540,7 @@ class RealtimeConsumer(AsyncConsumer):
             self.next_ping = now + self.settings["HEARTBEAT"]
             self.send_frame(protocol.ping())
             self.ping_sent_at = now
+            self.subscriptions.ping_queued()  # its pong acknowledges what was queued before it
         self._rearm()
 
     def _stop_tasks(self) -> None:

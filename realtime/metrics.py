@@ -8,7 +8,7 @@ own increment: no allocation, no lock of ours.
 
 Where they are counted (the callers are one line each):
 
-- the consumer (`realtime.consumers`): connections, disconnects, frames in, every
+- the consumer (`realtime.consumers`): connections, disconnects, connects refused, frames in, every
   frame built from a dict (`send_frame` knows its type, and counts `error` frames by
   code), slow-client cut-offs, resumes, ping round trips, service errors it catches;
 - `realtime.handlers`: request latency by request type, and the pre-serialised
@@ -40,6 +40,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.exposition import choose_encoder
 
 from . import protocol
+from .conf import realtime_settings
 from .protocol import CloseCode, ErrorCode
 
 OTHER = "other"
@@ -143,9 +144,20 @@ SLOW_CUTOFFS = Counter(
 UNAUTHENTICATED = Gauge(
     "realtime_unauthenticated_connections", "Sockets of this process without credentials yet (MAX_UNAUTHENTICATED)."
 )
+UNAUTHENTICATED_LIMIT = Gauge(
+    "realtime_unauthenticated_limit",
+    "MAX_UNAUTHENTICATED: the process is saturated while realtime_unauthenticated_connections is at it.",
+    multiprocess_mode="max",
+)
 UNAUTHENTICATED_REFUSED = Counter(
     "realtime_unauthenticated_refused",
     "Handshakes without credentials refused (403): the process or their address held its maximum.",
+)
+CONNECTS_REFUSED = Counter(
+    "realtime_connects_refused",
+    "Authenticated connects refused before their session began (no session row is written), by reason: "
+    "`rate_limited` (4008, over CONNECT_RATE/CONNECT_BURST) or `too_many_connections` (4529).",
+    ["reason"],
 )
 PING_RTT = Histogram(
     "realtime_ping_rtt_seconds",
@@ -179,6 +191,9 @@ _RECOVERIES = {
     for any_ in (True, False)
 }
 _GAPS = {True: GAPS.labels("true"), False: GAPS.labels("false")}
+_CONNECTS_REFUSED = {
+    code: CONNECTS_REFUSED.labels(code.reason) for code in (CloseCode.RATE_LIMITED, CloseCode.TOO_MANY_CONNECTIONS)
+}
 for _service in ("redis", "channel_layer", "database", "network"):
     SERVICE_ERRORS.labels(_service)  # every series exists from the start, at 0
 for _code in sorted(int(code) for code in CloseCode):
@@ -248,6 +263,11 @@ def timed(request: protocol.Request):
 def unauthenticated_refused() -> None:
     """A handshake without credentials found no place (MAX_UNAUTHENTICATED[_PER_ADDRESS]): refused."""
     UNAUTHENTICATED_REFUSED.inc()
+
+
+def connect_refused(code: CloseCode) -> None:
+    """An authenticated connect was refused with `code` (4008 over the user's connect rate, 4529 at the limit)."""
+    _CONNECTS_REFUSED[code].inc()
 
 
 def slow_cutoff() -> None:
@@ -380,6 +400,7 @@ async def metrics_view(request: HttpRequest) -> HttpResponse:
     refusal = _refusal(request)
     if refusal is not None:
         return refusal
+    UNAUTHENTICATED_LIMIT.set(realtime_settings.MAX_UNAUTHENTICATED)  # a setting: read when asked, not counted
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     response = HttpResponse(encoder(registry()), content_type=content_type)
     response["Cache-Control"] = "no-store"

@@ -132,6 +132,9 @@ async def test_chat_survives_a_server_crash_and_recovers_the_missed_messages(ser
     await expect(alice.locator("#badge-text")).to_have_text("Resumed")
     await expect_message(alice, "Are you still there?", author="bob", recovered=True)
     await expect_message(alice, "I'll take that as a yes", author="bob", recovered=True)
+    # The tooltip says what the catch-up found: not "nothing was missed" above two recovered messages.
+    caught_up = re.compile(r" resumed: 2 missed messages recovered$")
+    await expect(alice.locator("#badge")).to_have_attribute("title", caught_up)
     # In order, after what was there before, and nothing twice.
     texts = await alice.locator("#messages .msg .text").all_text_contents()
     assert texts == [
@@ -232,7 +235,8 @@ async def test_the_page_refreshes_its_token_before_it_expires(servers, open_page
 
 async def test_an_admin_session_in_the_same_browser_never_passes_for_the_user(servers, open_page):
     """Signed in to the admin as `admin` and to the demo as alice, the page is alice: the browser
-    client opens its socket with `?auth=frame`, so the admin's session cookie does not authenticate it."""
+    client presents alice's token at the handshake (`Sec-WebSocket-Protocol`), which the server takes
+    before the session cookie, so the admin's session cookie does not authenticate it."""
     await sync_to_async(call_command)("demo_data")
     [server] = await servers(1)
     page = await open_page(server.url + "/admin/login/")

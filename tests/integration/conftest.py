@@ -28,6 +28,7 @@ class Socket:
     def __init__(self, communicator: WebsocketCommunicator) -> None:
         self.communicator = communicator
         self.backlog: list[dict] = []
+        self.subprotocol: str | None = None  # the one the server chose in its accept
 
     async def send(self, frame) -> None:
         """Send a frame: a dict as JSON, a str as is, bytes as a binary frame."""
@@ -72,13 +73,13 @@ class Socket:
             held.append(reply)
 
     async def expect_disconnect(self, code: int, reason: str | None = None) -> dict:
-        """The `disconnect` frame, then the close with the same code."""
+        """The `disconnect` frame, then the close with the same code and reason."""
         frame = await self.recv_type("disconnect")
         assert frame["code"] == code, frame
         if reason is not None:
             assert frame["reason"] == reason, frame
         closed = await self.communicator.receive_output(RECEIVE_TIMEOUT)
-        assert closed == {"type": "websocket.close", "code": code}, closed
+        assert closed == {"type": "websocket.close", "code": code, "reason": frame["reason"]}, closed
         return frame
 
     async def close(self) -> None:
@@ -104,18 +105,21 @@ async def connect(ws_app):
         path: str = "/ws/",
         app=None,
         client: tuple[str, int] | None = None,
+        subprotocols: list[str] | None = None,
     ) -> Socket:
         headers = list(headers or [])
         if not any(name == b"host" for name, _ in headers):  # as every client sends (an allowed one)
             headers.append((b"host", b"localhost:8000"))
         if token is not None:
             headers.append((b"authorization", f"Bearer {token}".encode()))
-        communicator = WebsocketCommunicator(app or ws_app, path + (f"?{query}" if query else ""), headers=headers)
+        target = path + (f"?{query}" if query else "")
+        communicator = WebsocketCommunicator(app or ws_app, target, headers=headers, subprotocols=subprotocols)
         if client is not None:  # the peer address, as the server reports it
             communicator.scope["client"] = client
-        connected, _ = await communicator.connect(timeout=RECEIVE_TIMEOUT)
+        connected, subprotocol = await communicator.connect(timeout=RECEIVE_TIMEOUT)
         assert connected
         socket = Socket(communicator)
+        socket.subprotocol = subprotocol
         opened.append(socket)
         return socket
 

@@ -79,7 +79,7 @@ async def test_the_process_cap_refuses_more_and_healthz_says_saturated(connect, 
         await still_open(second)
         await refused(ws_app, "10.0.1.3")
         response = await async_client.get("/healthz")
-        assert response.status_code == 503
+        assert response.status_code == 200  # saturated, not unhealthy: a load balancer keeps the node
         assert response.json()["sockets"].startswith("saturated: 2 sockets without credentials")
         await first.close()
         response = await async_client.get("/healthz")

@@ -92,3 +92,23 @@ def test_production_serves_the_static_files_after_collectstatic(tmp_path):
             assert body == (tmp_path / asset).read_bytes()
             kind = "text/css" if asset.endswith(".css") else "text/javascript"
             assert response["Content-Type"].startswith(kind), (asset, response["Content-Type"])
+
+
+def test_the_page_has_a_strict_content_security_policy():
+    """Scripts and styles from this origin's static files only: no inline script, no eval, no framing."""
+    response = Client().get("/", HTTP_HOST="localhost:8000")
+    directives = dict(
+        (part.strip().split(" ", 1) + [""])[:2] for part in response["Content-Security-Policy"].split(";")
+    )
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == directives["style-src"] == "'self'"
+    assert directives["connect-src"] == "'self' ws://localhost:8000 wss://localhost:8000"
+    assert directives["frame-ancestors"] == directives["base-uri"] == "'none'"
+    assert "unsafe" not in response["Content-Security-Policy"]
+
+
+def test_the_template_has_no_inline_script_or_style(page):
+    """What the policy would refuse: a <script> without src, an on* handler, a style attribute."""
+    assert not re.search(r"<script(?![^>]*\ssrc=)[^>]*>", page)
+    assert not re.search(r"\son[a-z]+=", page)
+    assert not re.search(r"\sstyle=", page)

@@ -45,8 +45,9 @@ export class FakeClock {
 export function makeWebSocket() {
   class FakeWebSocket {
     static instances = [];
-    constructor(url) {
+    constructor(url, protocols) {
       this.url = url;
+      this.protocols = protocols === undefined ? [] : [].concat(protocols); // Sec-WebSocket-Protocol offers
       this.readyState = 0;
       this.sent = [];
       this.closedWith = null;
@@ -79,6 +80,19 @@ export function makeWebSocket() {
     disconnect(code, reason = "") {
       this.receive({ type: "disconnect", code, reason, reconnect: !(code === 1000 || (code >= 4500 && code <= 4999)) });
       this.serverClose(code, reason);
+    }
+    /** The access token offered as the subprotocol `realtime.bearer.<token>`, or undefined. */
+    get bearer() {
+      const offer = this.protocols.find((p) => p.startsWith("realtime.bearer."));
+      return offer === undefined ? undefined : offer.slice("realtime.bearer.".length);
+    }
+    /** What this socket asked to resume: `{resume, positions}` from its query (or its `auth` frame). */
+    get resumeRequest() {
+      const auth = this.last("auth");
+      if (auth) return { resume: auth.resume, positions: auth.positions };
+      const query = new URL(this.url).searchParams;
+      const positions = query.get("positions");
+      return { resume: query.get("resume") ?? undefined, positions: positions === null ? undefined : JSON.parse(positions) };
     }
     frames(type) {
       return type ? this.sent.filter((f) => f.type === type) : this.sent;
@@ -150,7 +164,7 @@ export function setup(options = {}, url = "ws://test/ws/") {
     get ws() {
       return WS.instances[WS.instances.length - 1];
     },
-    /** Open the newest socket and answer its auth with `welcome`. */
+    /** Open the newest socket and answer with `welcome` (the reply to its `auth` frame, or a push). */
     welcome(fields = {}) {
       const ws = env.ws;
       if (ws.readyState === 0) ws.open();

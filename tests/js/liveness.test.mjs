@@ -28,8 +28,7 @@ test("no frame for heartbeat + heartbeatTimeout -> dead: closed locally with 400
   assert.deepEqual(env.states[0], { state: "disconnected", previous: "connected", code: 4004, reason: "no_ping", delayMs: 250 });
   env.clock.advance(250);
   assert.equal(env.WS.instances.length, 2);
-  env.ws.open();
-  assert.equal(env.ws.last("auth").resume, "s_1");
+  assert.equal(env.ws.resumeRequest.resume, "s_1");
 });
 
 test("any frame keeps the connection alive", () => {

@@ -1,5 +1,6 @@
 // Requests: wait for the connection, time out (after one more loop turn), match by id within
-// the current connection only, and fail with the protocol code.
+// the current connection only, and fail with the protocol code. PROTOCOL §10 (2026-12-07): the
+// error says whether the request was sent (`err.sent`; docs/clients.md "Request errors").
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -14,6 +15,8 @@ function connected() {
 }
 
 const code = (c) => (e) => e instanceof RealtimeError && e.code === c;
+/** The error has this code and says it was (or was not) sent. */
+const failed = (c, sent) => (e) => code(c)(e) && e.sent === sent;
 
 test("publish resolves {channel, epoch, offset} from `published`", async () => {
   const env = connected();
@@ -44,7 +47,7 @@ test("an error reply rejects with a RealtimeError carrying the protocol code", a
   const env = connected();
   const p = env.client.publish("user:8", 1);
   env.ws.receive({ type: "error", id: env.ws.last("publish").id, code: "permission_denied", message: "nope" });
-  await assert.rejects(p, (e) => code("permission_denied")(e) && e.message === "nope");
+  await assert.rejects(p, (e) => failed("permission_denied", true)(e) && e.message === "nope");
 });
 
 test("a request made before the connection waits and is sent after welcome (after the resubscribes)", async () => {
@@ -54,23 +57,50 @@ test("a request made before the connection waits and is sent after welcome (afte
   env.client.connect();
   env.clock.advance(5000);
   env.ws.open();
-  assert.deepEqual(env.ws.sent.map((f) => f.type), ["auth"]);
+  assert.deepEqual(env.ws.sent.map((f) => f.type), []);
   env.welcome();
-  assert.deepEqual(env.ws.sent.map((f) => f.type), ["auth", "subscribe", "publish"]);
+  assert.deepEqual(env.ws.sent.map((f) => f.type), ["subscribe", "publish"]);
   env.ws.receive({ type: "published", id: env.ws.last("publish").id, channel: "room:a", epoch: "e1", offset: 1 });
   assert.equal((await p).offset, 1);
 });
 
-test("a request that waits too long for the connection fails with timeout", async () => {
+test("a request that waits too long for the connection fails with not_connected: never sent", async () => {
   const env = setup();
-  const p = env.client.presence("room:a");
+  env.client.connect();
+  const p = env.client.publish("room:a", 1);
   env.clock.advance(9_999);
   let settled = false;
   p.then(() => {}, () => {}).finally(() => (settled = true));
   await flush();
   assert.equal(settled, false);
   env.clock.advance(1);
-  await assert.rejects(p, code("timeout"));
+  await assert.rejects(p, (e) => failed("not_connected", false)(e) && /not connected within 10 s/i.test(e.message));
+  env.welcome();
+  assert.equal(env.ws.frames("publish").length, 0, "a request that failed is not sent later");
+});
+
+test("a request that goes out late (after welcome) and gets no reply fails with timeout: sent", async () => {
+  const env = setup();
+  env.client.connect();
+  const p = env.client.publish("room:a", 1);
+  env.clock.advance(4_000);
+  env.welcome();
+  assert.equal(env.ws.frames("publish").length, 1);
+  env.clock.advance(6_000); // the timeout counts from the call
+  await assert.rejects(p, (e) => failed("timeout", true)(e) && /no reply to publish/i.test(e.message));
+});
+
+test("a request sent on a socket already closing waits for the next connection instead", async () => {
+  const env = connected();
+  env.ws.readyState = 2; // CLOSING: the close event has not come yet
+  const p = env.client.publish("room:a", 1);
+  assert.equal(env.ws.frames("publish").length, 0);
+  env.ws.serverClose(1006);
+  env.clock.advance(250);
+  env.welcome();
+  const frame = env.ws.last("publish");
+  env.ws.receive({ type: "published", id: frame.id, channel: "room:a", epoch: "e1", offset: 3 });
+  assert.equal((await p).offset, 3);
 });
 
 test("no reply within requestTimeout -> timeout; the late reply is dropped", async () => {
@@ -78,7 +108,7 @@ test("no reply within requestTimeout -> timeout; the late reply is dropped", asy
   const p = env.client.publish("room:a", 1);
   const id = env.ws.last("publish").id;
   env.clock.advance(10_000);
-  await assert.rejects(p, code("timeout"));
+  await assert.rejects(p, failed("timeout", true));
   env.ws.receive({ type: "published", id, channel: "room:a", epoch: "e1", offset: 1 });
   assert.equal(env.client.state, "connected");
   assert.deepEqual(env.errors, []);
@@ -98,7 +128,7 @@ test("a request in flight when the connection drops fails with disconnected; it 
   const env = connected();
   const p = env.client.publish("room:a", 1);
   env.ws.serverClose(1006);
-  await assert.rejects(p, code("disconnected"));
+  await assert.rejects(p, failed("disconnected", true));
   env.clock.advance(250);
   env.welcome();
   assert.equal(env.ws.frames("publish").length, 0);
@@ -133,13 +163,13 @@ test("requests on a closed client fail at once; disconnect() fails the waiting a
   const env = connected();
   const pending = env.client.publish("room:a", 1);
   env.client.disconnect();
-  await assert.rejects(pending, code("closed"));
-  await assert.rejects(env.client.publish("room:a", 2), code("closed"));
+  await assert.rejects(pending, failed("closed", true));
+  await assert.rejects(env.client.publish("room:a", 2), failed("closed", false));
   const env2 = setup();
   const waiting = env2.client.publish("room:a", 1);
   env2.client.connect();
   env2.client.disconnect();
-  await assert.rejects(waiting, code("closed"));
+  await assert.rejects(waiting, failed("closed", false));
 });
 
 test("a terminal close by the server fails the waiting requests", async () => {
@@ -148,12 +178,13 @@ test("a terminal close by the server fails the waiting requests", async () => {
   const waiting = env.client.history("room:a");
   env.ws.open();
   env.ws.disconnect(4503, "forbidden");
-  await assert.rejects(waiting, code("closed"));
+  await assert.rejects(waiting, failed("closed", false));
 });
 
 test("server error pushes (no id) reach the error event", () => {
   const env = connected();
   env.ws.receive({ type: "error", code: "rate_limited", message: "slow down" });
   assert.equal(env.errors[0].code, "rate_limited");
+  assert.equal(env.errors[0].sent, undefined, "not a request's error");
   assert.equal(env.client.state, "connected");
 });

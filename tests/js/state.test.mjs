@@ -27,13 +27,13 @@ test("the socket opening is not `connected`: only welcome is", () => {
   env.client.connect();
   env.ws.open();
   assert.equal(env.client.state, "connecting");
-  assert.deepEqual(env.ws.sent, [{ type: "auth", id: env.ws.sent[0].id, token: "tok" }]);
+  assert.equal(env.ws.bearer, "tok");
 });
 
-test("the token never goes into the URL; `auth=frame` keeps a session cookie from authenticating", () => {
+test("the token never goes into the URL", () => {
   const env = setup({ token: "secret-token" });
   env.client.connect();
-  assert.equal(env.ws.url, "ws://test/ws/?auth=frame");
+  assert.equal(env.ws.url, "ws://test/ws/");
   assert.ok(!env.ws.url.includes("secret"));
 });
 
@@ -58,7 +58,7 @@ test("connect() again after closed starts over; the session is not resumed", () 
   assert.equal(env.client.session, null);
   env.client.connect();
   env.ws.open();
-  assert.equal(env.ws.last("auth").resume, undefined);
+  assert.equal(env.ws.resumeRequest.resume, undefined);
 });
 
 /** Connect, welcome, then the server closes with `code`; what happens next? */
@@ -112,15 +112,14 @@ test("4009 asks the provider for a fresh token before reconnecting", async () =>
   env.client.connect();
   await flush();
   env.welcome();
-  assert.equal(env.WS.instances[0].last("auth").token, "t1");
+  assert.equal(env.WS.instances[0].bearer, "t1");
   env.ws.disconnect(4009, "token_expired");
   assert.equal(env.client.state, "disconnected");
   env.clock.advance(250);
   assert.equal(n, 1, "provider is called once the attempt starts");
   await flush();
   assert.equal(n, 2);
-  env.ws.open();
-  assert.equal(env.ws.last("auth").token, "t2");
+  assert.equal(env.ws.bearer, "t2");
 });
 
 test("4009 with a fixed token (nothing fresh to get): stop", () => {
@@ -148,13 +147,11 @@ test("4501: a different token from the provider -> reconnect with it", async () 
   env.client.connect();
   await flush();
   env.ws.open();
-  env.ws.receive({ type: "error", id: env.ws.last("auth").id, code: "unauthorized", message: "bad" });
-  env.ws.disconnect(4501, "unauthorized");
+  env.ws.disconnect(4501, "unauthorized"); // the handshake's token was refused
   env.clock.advance(250);
   await flush();
   assert.equal(env.WS.instances.length, 2);
-  env.ws.open();
-  assert.equal(env.ws.last("auth").token, "t2");
+  assert.equal(env.ws.bearer, "t2");
 });
 
 test("4501 with a fixed token: stop at once", () => {
@@ -218,19 +215,18 @@ test("several URLs: round robin, the first attempt uses the first", () => {
   const env = setup({}, ["ws://a/ws/", "ws://b/ws/", "ws://c/ws/"]);
   env.client.connect();
   const urls = () => env.WS.instances.map((w) => w.url);
-  assert.deepEqual(urls(), ["ws://a/ws/?auth=frame"]);
+  assert.deepEqual(urls(), ["ws://a/ws/"]);
   for (let i = 0; i < 3; i++) {
     env.ws.serverClose(1006);
     env.clock.advance(env.states.at(-1).delayMs);
   }
-  const expected = ["ws://a/ws/", "ws://b/ws/", "ws://c/ws/", "ws://a/ws/"].map((u) => u + "?auth=frame");
-  assert.deepEqual(urls(), expected);
+  assert.deepEqual(urls(), ["ws://a/ws/", "ws://b/ws/", "ws://c/ws/", "ws://a/ws/"]);
 });
 
 test("relative URLs resolve against the page (ws: for http:, wss: for https:)", () => {
   const env = setup({ window: { location: { href: "https://example.org/demo/" } } }, "/ws/");
   env.client.connect();
-  assert.equal(env.ws.url, "wss://example.org/ws/?auth=frame");
+  assert.equal(env.ws.url, "wss://example.org/ws/");
 });
 
 test("a throwing handler does not break the read loop; it is reported", () => {

@@ -108,7 +108,7 @@ test("replayed publications go through the same dedupe", () => {
   assert.deepEqual(offsets(got), [6, 7]);
 });
 
-test("reconnect: auth carries resume + positions; resumed -> pushed subscribed; unpositioned ones subscribe", () => {
+test("reconnect: resume + positions are asked for; resumed -> pushed subscribed; unpositioned ones subscribe", () => {
   const env = setup();
   env.client.connect();
   env.welcome({ session: "s_42" });
@@ -126,9 +126,9 @@ test("reconnect: auth carries resume + positions; resumed -> pushed subscribed; 
   assert.equal(a.state, "subscribing");
   env.clock.advance(250);
   env.ws.open();
-  const auth = env.ws.last("auth");
-  assert.equal(auth.resume, "s_42");
-  assert.deepEqual(auth.positions, { "room:a": { epoch: "e1", offset: 5 } });
+  const asked = env.ws.resumeRequest;
+  assert.equal(asked.resume, "s_42");
+  assert.deepEqual(asked.positions, { "room:a": { epoch: "e1", offset: 5 } });
   env.welcome({ session: "s_42", resumed: true });
   assert.deepEqual(env.states.at(-1).resumed, true);
   assert.deepEqual(env.ws.frames("subscribe").map((f) => f.channel), ["room:b"], "room:a waits for the server's push");
@@ -197,7 +197,7 @@ test("pushed unsubscribed removed -> terminal for that subscription", () => {
   env.ws.serverClose(1006);
   env.clock.advance(250);
   env.ws.open();
-  assert.equal(env.ws.last("auth").positions, undefined);
+  assert.equal(env.ws.resumeRequest.positions, undefined);
   env.welcome({ resumed: false });
   assert.equal(env.ws.frames("subscribe").length, 0, "not resubscribed");
   assert.equal(env.client.subscribe("room:a"), sub, "subscribing again reuses the object");

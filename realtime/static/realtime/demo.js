@@ -5,6 +5,12 @@
 // the lobby and the user's rooms, history when entering a channel, presence kept up to
 // date by join/leave, a connection badge, and messages recovered after a drop marked
 // as such. Every user-provided string reaches the page through textContent only.
+//
+// A message being sent shows as pending until it is published; if that fails, the error says
+// whether it was sent (PROTOCOL §10: the client's `err.sent`): never sent, it goes back to the
+// input; sent without a reply, it stays marked until it shows up or history says it never came.
+// Authors are the publication's server-set `user`, named from what the server told this page
+// (welcome, presence, join), never from the message's `data`.
 
 import { Client } from "./realtime.js";
 
@@ -12,6 +18,8 @@ const config = document.body.dataset;
 const LOBBY = { channel: "public:lobby", name: "Lobby" };
 const TOKENS_KEY = "realtime-demo:tokens";
 const CHANNEL_KEY = "realtime-demo:channel";
+const NAMES_KEY = "realtime-demo:names"; // user id -> username, as the server said (kept across reloads)
+const REQUEST_TIMEOUT_MS = 10000; // the client's request timeout, said in "no connection within 10 s"
 // Refresh the access token when it has less than this left: more than the server's REFRESH_LEAD
 // (30 s by default), so that when the client asks for a token on `expiring` it gets a new one.
 const REFRESH_MARGIN_S = 60;
@@ -31,11 +39,19 @@ function el(tag, className, text) {
 // ------------------------------------------------------------------ HTTP
 
 class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter; // seconds, from a 429's `Retry-After`
   }
+}
+
+/** "45 seconds", "2 minutes": how long `seconds` is, rounded up to a whole unit. */
+function duration(seconds) {
+  if (seconds < 60) return seconds === 1 ? "1 second" : `${seconds} seconds`;
+  const minutes = Math.ceil(seconds / 60);
+  return minutes === 1 ? "1 minute" : `${minutes} minutes`;
 }
 
 async function request(method, url, { body, access } = {}) {
@@ -61,7 +77,9 @@ async function request(method, url, { body, access } = {}) {
     json = null;
   }
   if (!response.ok) {
-    throw new ApiError(response.status, json?.code ?? "http_error", json?.message ?? `HTTP ${response.status}`);
+    const retryAfter = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
+    const message = json?.message ?? `HTTP ${response.status}`;
+    throw new ApiError(response.status, json?.code ?? "http_error", message, retryAfter >= 0 ? retryAfter : null);
   }
   return json;
 }
@@ -183,7 +201,7 @@ class Badge {
     const cause = code ? `last close: ${code}${reason ? ` ${reason}` : ""}` : "";
     if (state === "connected") {
       this.everConnected = true;
-      if (resumed) this.show("resumed", "Resumed", `Session ${session} resumed: nothing was missed`);
+      if (resumed) this.show("resumed", "Resumed", `Session ${session} resumed`);
       else this.show("connected", "Connected", session ? `Session ${session}` : "");
     } else if (state === "connecting") {
       this.show("connecting", this.everConnected ? "Reconnecting…" : "Connecting…", cause);
@@ -193,6 +211,16 @@ class Badge {
     } else if (state === "closed") {
       this.show("closed", "Offline", cause);
     }
+  }
+
+  /** After a reconnect: say in the tooltip what the catch-up found (only once it knows). */
+  caughtUp(session, resumed, { waiting, recovered, incomplete }) {
+    let found;
+    if (incomplete) found = "some missed messages could not be recovered";
+    else if (waiting) found = recovered ? `${recovered} missed so far, catching up…` : "catching up…";
+    else if (recovered) found = `${recovered} missed message${recovered === 1 ? "" : "s"} recovered`;
+    else found = "nothing was missed";
+    this.node.title = `Session ${session}${resumed ? " resumed" : ""}: ${found}`;
   }
 
   countdown(deadline, title) {
@@ -236,7 +264,9 @@ class Chat {
     this.client = null;
     this.channels = new Map(); // channel -> its state, see channelState()
     this.rooms = "none"; // "loading", "loaded" or "failed" (tried again at the next connection)
-    this.names = new Map(); // user id -> username, from welcome, presence and join
+    this.names = new Map(); // user id -> username, from welcome, presence and join (never from `data`)
+    this.catchUp = null; // after a reconnect: {resumed, waiting: Set of channels, recovered, incomplete}
+    this.sendError = null; // what #send-error shows: "offline" (cleared on reconnect), "unknown", "refused"
     this.active = null;
     this.bind();
     if (this.auth.signedIn) this.start();
@@ -278,12 +308,11 @@ class Chat {
       form.password.value = "";
       this.start();
     } catch (err) {
-      const message =
-        err.code === "unauthorized"
-          ? "Wrong username or password."
-          : err.code === "rate_limited"
-            ? "Too many attempts: wait a moment and try again."
-            : err.message;
+      let message = err.message;
+      if (err.code === "unauthorized") message = "Wrong username or password.";
+      else if (err.code === "rate_limited" && err.retryAfter !== null)
+        message = `Too many attempts: try again in ${duration(err.retryAfter)}.`;
+      else if (err.code === "rate_limited") message = "Too many attempts: wait a moment and try again.";
       $("login-error").textContent = message;
       $("login-error").hidden = false;
     } finally {
@@ -323,6 +352,9 @@ class Chat {
     if (client) client.disconnect();
     this.channels.clear();
     this.names.clear();
+    store(NAMES_KEY, null);
+    this.catchUp = null;
+    this.showSendError(null);
     this.rooms = "none";
     this.active = null;
     $("channels").replaceChildren();
@@ -335,9 +367,12 @@ class Chat {
   start() {
     $("login-view").hidden = true;
     $("chat-view").hidden = false;
+    $("text").focus();
+    this.loadNames();
     const url = new URL(config.wsPath, window.location.href);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    const client = new Client(url.href, { getToken: () => this.auth.access(), minDelay: 500, maxDelay: 20000 });
+    const options = { getToken: () => this.auth.access(), minDelay: 500, maxDelay: 20000, requestTimeout: REQUEST_TIMEOUT_MS };
+    const client = new Client(url.href, options);
     this.client = client;
     client.on("state", (event) => this.onState(client, event));
     this.badge.show("connecting", "Connecting…");
@@ -346,8 +381,9 @@ class Chat {
       () => {
         if (this.client !== client) return;
         const me = client.user;
-        this.names.set(me.id, me.username);
+        this.learnName(me.id, me.username);
         $("me").textContent = me.username;
+        $("logout").title = `Log out ${me.username}`;
         $("whoami").hidden = false;
       },
       () => {}, // reported by the state event
@@ -356,10 +392,15 @@ class Chat {
 
   onState(client, event) {
     if (this.client !== client) return;
+    const reconnected = event.state === "connected" && this.badge.everConnected;
     this.badge.update(event, client.session);
     document.body.dataset.connection = event.state; // presence dims while it may be stale
     if (event.state === "connected" && this.wrongUser(client)) return;
     if (event.state === "connected" && this.rooms === "failed") this.loadChannels(client);
+    if (event.state === "connected" && this.sendError === "offline") this.showSendError(null); // stale now
+    if (reconnected) this.startCatchUp(event.resumed === true);
+    const active = this.channels.get(this.active);
+    if (active?.pending.length) this.renderMessages(active); // "waiting for the connection" or "sending"
     if (event.state === "closed" && event.code >= 4500 && event.code <= 4999) {
       // Refused for good (revoked, unknown token, taken over by another tab): sign in again.
       const why = event.code === 4509 ? "This session was opened elsewhere." : "You have been signed out.";
@@ -406,7 +447,7 @@ class Chat {
   channelState(channel, name) {
     let state = this.channels.get(channel);
     if (!state) {
-      state = { channel, name, sub: null, messages: [], keys: new Set(), members: new Map(), unread: 0, history: false };
+      state = { channel, name, sub: null, messages: [], keys: new Set(), members: new Map(), unread: 0, history: false, pending: [] };
       this.channels.set(channel, state);
     }
     return state;
@@ -448,13 +489,27 @@ class Chat {
     if (!state.sub) this.subscribe(state);
     if (!state.history) this.loadHistory(state);
     this.loadPresence(state);
+    $("text").focus(); // ready to type in the channel just chosen
   }
 
   subscribe(state) {
     const sub = this.client.subscribe(state.channel);
     state.sub = sub;
-    sub.on("publication", (pub) => this.add(state, pub, true));
+    sub.on("publication", (pub) => {
+      if (pub.recovered && this.catchUp) this.catchUp.recovered += 1;
+      this.add(state, pub, true);
+      if (pub.recovered) this.showCatchUp();
+    });
     sub.on("subscribed", ({ recovering, recovered }) => {
+      if (this.catchUp?.waiting.has(state.channel)) {
+        if (recovering && recovered === false) this.catchUp.incomplete = true;
+        // The replay is delivered right after this event: count it first, then say what was found.
+        queueMicrotask(() => {
+          this.catchUp?.waiting.delete(state.channel);
+          this.showCatchUp();
+        });
+      }
+      if (state.pending.some((item) => item.status === "unknown")) this.verify(state);
       if (recovering && recovered === false) {
         // The gap could not be filled from history: reload the latest messages instead.
         this.setNotice(state, "Some messages could not be recovered; showing the latest ones.");
@@ -465,7 +520,7 @@ class Chat {
       this.loadPresence(state); // join/leave may have been missed while away
     });
     sub.on("join", (user) => {
-      this.names.set(user.id, user.username);
+      this.learnName(user.id, user.username);
       state.members.set(user.id, { ...user, ...state.members.get(user.id) });
       if (state.channel === this.active) this.renderPresence(state);
     });
@@ -499,11 +554,8 @@ class Chat {
       const { members } = await client.presence(state.channel);
       if (this.client !== client) return;
       state.members = new Map(members.map((member) => [member.id, member]));
-      for (const member of members) this.names.set(member.id, member.username);
-      if (state.channel === this.active) {
-        this.renderPresence(state);
-        this.renderMessages(state); // authors may have names now
-      }
+      for (const member of members) this.learnName(member.id, member.username);
+      if (state.channel === this.active) this.renderPresence(state);
     } catch {
       // Presence is a nicety; join/leave keep the list going.
     }
@@ -543,6 +595,7 @@ class Chat {
     const key = `${pub.epoch}/${pub.offset}`;
     if (state.keys.has(key)) return;
     state.keys.add(key);
+    if (pub.user !== null && pub.user === this.client?.user?.id) this.settle(state, pub.data?.nonce);
     let index = state.messages.length;
     while (index > 0 && before(pub, state.messages[index - 1])) index -= 1;
     state.messages.splice(index, 0, pub);
@@ -566,17 +619,34 @@ class Chat {
       previous = pub;
       return item;
     });
+    for (const pending of state.pending) items.push(this.pendingItem(pending));
     list.replaceChildren(...items);
     $("empty").hidden = items.length > 0;
-    if (atBottom || state.messages.at(-1)?.user === this.client?.user?.id) list.scrollTop = list.scrollHeight;
+    const mineLast = state.pending.length > 0 || state.messages.at(-1)?.user === this.client?.user?.id;
+    if (atBottom || mineLast) list.scrollTop = list.scrollHeight;
   }
 
+  /** Who published: the server-set `user`, by the name the server gave this page. Never `data`. */
   author(pub) {
     if (pub.user === null || pub.user === undefined) return "server";
-    const known = this.names.get(pub.user);
-    if (known) return known;
-    const given = pub.data && typeof pub.data.name === "string" ? pub.data.name : "";
-    return given || `user #${pub.user}`;
+    return this.names.get(pub.user) ?? `user #${pub.user}`;
+  }
+
+  /** A name the server told us (welcome, presence, join): kept, and shown on that user's messages. */
+  learnName(id, username) {
+    if (this.names.get(id) === username) return;
+    this.names.set(id, username);
+    store(NAMES_KEY, JSON.stringify([...this.names]));
+    const state = this.channels.get(this.active);
+    if (state?.messages.some((pub) => pub.user === id)) this.renderMessages(state);
+  }
+
+  loadNames() {
+    try {
+      for (const [id, username] of JSON.parse(stored(NAMES_KEY) || "[]")) this.names.set(id, username);
+    } catch {
+      store(NAMES_KEY, null);
+    }
   }
 
   messageItem(pub) {
@@ -606,21 +676,132 @@ class Chat {
     return item;
   }
 
+  pendingItem(pending) {
+    const item = el("li", "msg mine pending");
+    item.classList.toggle("unknown", pending.status === "unknown");
+    const bubble = el("div", "bubble");
+    const meta = el("div", "meta");
+    let status = "No reply: may have been sent";
+    if (pending.status === "sending") status = this.client?.state === "connected" ? "Sending…" : "Waiting for the connection…";
+    meta.append(el("span", "author", "You"), el("span", "status", status));
+    bubble.append(meta, el("div", "text", pending.text));
+    item.append(bubble);
+    return item;
+  }
+
+  /** Publish the input's text; meanwhile it shows as pending (the nonce finds it when it arrives). */
   async send() {
     const input = $("text");
     const text = input.value.trim();
-    const channel = this.active;
-    if (!text || !channel || !this.client) return;
+    const state = this.channels.get(this.active);
+    const client = this.client;
+    if (!text || !state || !client) return;
     input.value = "";
-    $("send-error").hidden = true;
+    if (this.sendError !== "unknown") this.showSendError(null);
+    const pending = { nonce: nonce(), text, status: "sending" };
+    state.pending.push(pending);
+    this.renderIfActive(state);
     try {
-      await this.client.publish(channel, { text, name: this.client.user?.username });
+      await client.publish(state.channel, { text, nonce: pending.nonce });
+      this.settle(state, pending.nonce); // published: the message itself shows (or already did)
     } catch (err) {
-      if (!input.value) input.value = text; // give the text back to retry
-      $("send-error").textContent = `Not sent: ${err.message || err.code || err}`;
-      $("send-error").hidden = false;
+      if (this.client === client && state.pending.includes(pending)) this.sendFailed(state, pending, err);
     }
   }
+
+  /**
+   * PROTOCOL §10: never sent (or refused by the server) -> back to the input; sent without a reply ->
+   * it may have been published: keep it marked and look for it.
+   */
+  sendFailed(state, pending, err) {
+    if (err.sent === true && ["timeout", "disconnected", "closed"].includes(err.code)) {
+      pending.status = "unknown";
+      this.renderIfActive(state);
+      this.showSendError(
+        "unknown",
+        "Sent, but no reply yet: it may have been published. It stays marked until it shows up; " +
+          "if the server never got it, it comes back to the input.",
+      );
+      this.verify(state);
+      return;
+    }
+    let why = err.code;
+    if (err.code === "not_connected") why = `no connection within ${REQUEST_TIMEOUT_MS / 1000} s`;
+    else if (err.code === "closed") why = "offline";
+    const offline = err.sent === false;
+    const advice = offline ? "your message is back in the box, send it again." : err.message;
+    this.giveBack(state, pending, offline ? "offline" : "refused", `Not sent (${why}): ${advice}`);
+  }
+
+  /** Whether messages whose outcome is unknown reached the channel: history says; those absent come back. */
+  async verify(state) {
+    const asked = state.pending.filter((item) => item.status === "unknown");
+    if (!asked.length || state.verifying) return;
+    state.verifying = true;
+    const client = this.client;
+    try {
+      const { publications } = await client.history(state.channel, { limit: HISTORY_LIMIT });
+      if (this.client !== client) return;
+      for (const pub of publications) this.add(state, pub, false); // settles the ones found
+      for (const pending of asked) {
+        if (!state.pending.includes(pending)) continue;
+        this.giveBack(state, pending, "offline", "Not sent (the server never got it): your message is back in the box, send it again.");
+      }
+    } catch {
+      // No answer now: the channel's next `subscribed` (after a reconnect) looks again.
+    } finally {
+      state.verifying = false;
+    }
+  }
+
+  /** A pending message that arrived or was published: it is a message now. */
+  settle(state, key) {
+    const index = state.pending.findIndex((item) => item.nonce === key);
+    if (index < 0) return;
+    state.pending.splice(index, 1);
+    this.renderIfActive(state);
+    const unknown = [...this.channels.values()].some((s) => s.pending.some((item) => item.status === "unknown"));
+    if (this.sendError === "unknown" && !unknown) this.showSendError(null);
+  }
+
+  giveBack(state, pending, kind, message) {
+    state.pending.splice(state.pending.indexOf(pending), 1);
+    this.renderIfActive(state);
+    const input = $("text");
+    if (!input.value) input.value = pending.text;
+    this.showSendError(kind, message);
+  }
+
+  showSendError(kind, message = "") {
+    this.sendError = kind;
+    $("send-error").textContent = kind ? message : "";
+    $("send-error").hidden = !kind;
+  }
+
+  renderIfActive(state) {
+    if (state.channel === this.active) this.renderMessages(state);
+  }
+
+  // ---------------------------------------------------------------- after a reconnect
+
+  startCatchUp(resumed) {
+    const subscribed = [...this.channels.values()].filter((s) => s.sub && s.sub.state !== "unsubscribed");
+    const waiting = new Set(subscribed.map((s) => s.channel));
+    this.catchUp = { resumed, waiting, recovered: 0, incomplete: false };
+    this.showCatchUp();
+  }
+
+  showCatchUp() {
+    const c = this.catchUp;
+    if (!c || !this.client || this.client.state !== "connected") return;
+    this.badge.caughtUp(this.client.session, c.resumed, { waiting: c.waiting.size, recovered: c.recovered, incomplete: c.incomplete });
+  }
+}
+
+/** A random tag for a message this page sends, so that it can be recognised when it arrives. */
+function nonce() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 window.realtimeDemo = new Chat();

@@ -54,7 +54,9 @@ export interface ClientOptions {
   /** Access token provider, called only when needed (first connect, after 4009 / 4501, on `expiring`, near `exp`).
    *  Return "" / null, or throw a RealtimeError with code "unauthorized", to say "logged out" (the client closes). */
   getToken?: () => string | null | Promise<string | null>;
-  /** A fixed access token. With neither `token` nor `getToken` the client relies on the session cookie. */
+  /** A fixed access token. With neither `token` nor `getToken` the client relies on the session cookie.
+   *  The token goes to the server at the handshake, as the subprotocol `realtime.bearer.<token>` beside
+   *  `realtime.v1` (never in the URL); one that cannot be a subprotocol goes in a first `auth` frame. */
   token?: string;
   /** Backoff bounds in ms (full jitter). Defaults 500 and 20000. */
   minDelay?: number;
@@ -64,7 +66,7 @@ export interface ClientOptions {
   requestTimeout?: number;
   /** Added to `welcome.heartbeat` for the liveness deadline, ms, default 10000. */
   heartbeatTimeout?: number;
-  WebSocket?: { new (url: string): WebSocket };
+  WebSocket?: { new (url: string, protocols?: string | string[]): WebSocket };
   now?: () => number;
   setTimeout?: (fn: () => void, ms: number) => unknown;
   clearTimeout?: (handle: unknown) => void;
@@ -93,13 +95,23 @@ export interface PresenceResult {
   members: Array<User & { connections: number }>;
 }
 
+export type RequestErrorCode = "not_connected" | "timeout" | "disconnected" | "closed";
+
 export class RealtimeError extends Error {
   /**
-   * A protocol error code (e.g. "permission_denied"), or "timeout", "disconnected" (the connection ended
+   * A protocol error code (e.g. "permission_denied"), or "not_connected" (no connection within the request
+   * timeout: never sent), "timeout" (sent, no reply in time), "disconnected" (sent, the connection ended
    * before the reply), "closed" (the client is closed), "handler", "token", "refresh", "bad_frame".
    */
-  code: string;
-  constructor(code: string, message?: string, options?: { cause?: unknown });
+  code: string | RequestErrorCode;
+  /**
+   * On a request's error: whether its frame left the client. false: nothing happened, safe to retry.
+   * true with "timeout", "disconnected" or "closed": the outcome is unknown (a publish may have
+   * happened: check `history`); true with a protocol code: the server refused it. Undefined on
+   * errors that are not a request's.
+   */
+  sent?: boolean;
+  constructor(code: string, message?: string, options?: { cause?: unknown; sent?: boolean });
 }
 
 export function backoffDelay(attempt: number, minDelay?: number, maxDelay?: number, random?: () => number): number;

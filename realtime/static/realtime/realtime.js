@@ -12,6 +12,11 @@
  * loop goes on). Every timer and refresh belongs to one connection (the generation counter
  * `_gen`): whatever was scheduled for a connection that has ended does nothing.
  *
+ * Credentials travel at the handshake (docs/protocol.md 11.4): the access token is offered as the
+ * subprotocol `realtime.bearer.<token>` beside `realtime.v1` (which the server chooses), never in
+ * the URL; so the socket needs no place of the server's for anonymous sockets. A token that cannot
+ * be a subprotocol (not RFC 7230 token characters; a JWT always can) goes in a first `auth` frame.
+ *
  * Close codes the client makes up itself when it judges a socket dead (all reconnect, 4004 like
  * the server's heartbeat_timeout): 4004 "no_ping" (liveness), 4004 "connect_timeout" (no
  * `welcome` in time), 4004 "online" (the browser came back online). It closes such a socket with
@@ -22,18 +27,28 @@ const OPEN = 1; // WebSocket.OPEN, spelled out so an injected class need not def
 const LIVENESS_GRACE_MS = 1000; // one more look before declaring a socket dead (centrifuge-js #423)
 const TOKEN_LEAD_S = 5; // a token this close to its `exp` is not worth dialling with
 const DEAD = 4004;
+const SUBPROTOCOL = "realtime.v1";
+const BEARER = "realtime.bearer.";
+const TOKEN_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/; // RFC 7230 `token`: what a subprotocol may hold
+// Positions make a URL long (about 60 characters a channel); past this the query carries `resume`
+// alone and the server replays from its record of the session (duplicates are dropped here).
+const MAX_POSITIONS_QUERY = 2000;
 // Subscribe errors worth retrying in the same connection; every other code ends the subscription.
 const RETRYABLE = new Set(["timeout", "unavailable", "internal", "rate_limited"]);
 
 /**
- * An error with a `code`: a protocol error code, or "timeout", "disconnected" (the connection ended before
- * the reply), "closed" (the client is closed), "handler", "token", "refresh", "bad_frame".
+ * An error with a `code`: a protocol error code, or "not_connected" (no connection within the request
+ * timeout), "timeout" (sent, no reply in time), "disconnected" (sent, the connection ended before the
+ * reply), "closed" (the client is closed), "handler", "token", "refresh", "bad_frame".
+ * A request's error says whether its frame left the client: `sent` true or false (undefined on errors
+ * that are not a request's). Sent with code timeout, disconnected or closed: the outcome is unknown.
  */
 export class RealtimeError extends Error {
   constructor(code, message, options) {
     super(message || code, options);
     this.name = "RealtimeError";
     this.code = code;
+    if (options && typeof options.sent === "boolean") this.sent = options.sent;
   }
 }
 
@@ -160,6 +175,7 @@ export class Client {
     this._token = typeof o.token === "string" && o.token ? o.token : null;
     // Neither a token nor a provider: rely on the Django session cookie (same-origin pages).
     this._cookieAuth = !this._getToken && !this._token;
+    this._authFrame = false; // this connection authenticates with an `auth` frame (set at each dial)
     this._minDelay = o.minDelay ?? 500;
     this._maxDelay = o.maxDelay ?? 20000;
     this._requestTimeout = o.requestTimeout ?? 10000;
@@ -320,19 +336,23 @@ export class Client {
   _dial(gen) {
     let url = wsUrl(this._urls[this._urlIndex++ % this._urls.length], this._window);
     const sep = () => (url.includes("?") ? "&" : "?");
-    if (!this._cookieAuth) {
-      // With a token the socket authenticates in its first frame: `auth=frame` tells the server not to
-      // let a session cookie of this browser (say, an admin logged in on the same site) authenticate it.
+    // The token at the handshake when it can be a subprotocol (a JWT always can), else in a first frame.
+    this._authFrame = !this._cookieAuth && !TOKEN_CHARS.test(this._token);
+    const protocols = this._cookieAuth || this._authFrame ? [] : [SUBPROTOCOL, BEARER + this._token];
+    if (this._authFrame) {
+      // `auth=frame` tells the server not to let a session cookie of this browser (say, an admin
+      // logged in on the same site) authenticate the socket before the frame arrives.
       url += sep() + "auth=frame";
     } else if (this.session) {
-      // No auth frame in cookie mode, so resume travels in the query (never a token: those stay out of URLs).
-      const positions = this._positions();
+      // No auth frame, so resume travels in the query (the session id; never a token: those stay out of URLs).
       url += sep() + "resume=" + encodeURIComponent(this.session);
-      if (positions) url += "&positions=" + encodeURIComponent(JSON.stringify(positions));
+      const positions = this._positions();
+      const query = positions && "&positions=" + encodeURIComponent(JSON.stringify(positions));
+      if (query && query.length <= MAX_POSITIONS_QUERY) url += query;
     }
     let ws;
     try {
-      ws = new this._WebSocket(url);
+      ws = protocols.length ? new this._WebSocket(url, protocols) : new this._WebSocket(url);
     } catch (err) {
       this._report(new RealtimeError("connect_error", "Could not open the WebSocket", { cause: err }));
       return this._scheduleReconnect(null, "connect_error");
@@ -347,7 +367,7 @@ export class Client {
 
   _onOpen() {
     this._lastFrameAt = this._now();
-    if (this._cookieAuth) return; // the server pushes `welcome` after a handshake with a cookie
+    if (!this._authFrame) return; // credentials came with the handshake: the server pushes `welcome`
     // Authenticate with the first frame, never the URL (tokens in query strings end up in logs).
     const frame = { type: "auth", id: ++this._nextId, token: this._token };
     if (this.session) {
@@ -426,8 +446,8 @@ export class Client {
     this._serverDisconnect = null;
     this._suspect = this._refreshing = false;
     const ended = this._wanted
-      ? new RealtimeError("disconnected", "The connection ended before the reply")
-      : new RealtimeError("closed", "The client is closed");
+      ? new RealtimeError("disconnected", "The connection ended before the reply", { sent: true })
+      : new RealtimeError("closed", "The client was closed before the reply", { sent: true });
     for (const req of [...this._pending.values()]) this._settle(req, ended);
     for (const sub of this._subs.values()) {
       if (sub.state === "unsubscribed") continue;
@@ -444,7 +464,7 @@ export class Client {
     this._teardown(closeSocket ? 1000 : null, reason);
     this._unlisten();
     this.session = null; // 1000 and 4500-4999 end the session: a later connect() starts a new one
-    for (const req of [...this._waiting]) this._settle(req, new RealtimeError("closed", "The client is closed"));
+    for (const req of [...this._waiting]) this._settle(req, new RealtimeError("closed", "The client is closed", { sent: false }));
     this._setState("closed", code, reason);
     for (const w of this._connectWaiters.splice(0)) w.reject(new RealtimeError("closed", `Closed before welcome (${code} ${reason})`));
   }
@@ -553,7 +573,7 @@ export class Client {
   _onReply(frame) {
     const req = this._pending.get(frame.id);
     if (!req) return; // not a request of this connection (or one that already timed out): drop it
-    if (frame.type === "error") return this._settle(req, new RealtimeError(frame.code, frame.message));
+    if (frame.type === "error") return this._settle(req, new RealtimeError(frame.code, frame.message, { sent: true }));
     const { type, id, ...reply } = frame;
     this._settle(req, null, reply);
   }
@@ -671,14 +691,15 @@ export class Client {
   /** A public request: waits for the connection, settles with the reply or a RealtimeError. */
   _call(frame) {
     return new Promise((resolve, reject) => {
-      if (this.state === "closed") return reject(new RealtimeError("closed", "The client is closed"));
+      if (this.state === "closed") return reject(new RealtimeError("closed", "The client is closed", { sent: false }));
       this._request(frame, resolve, reject, true);
     });
   }
 
   /**
    * Send `frame` with a fresh id (or queue it until `welcome` when `queue`); returns the request.
-   * `requestTimeout` counts from here, the wait for a connection included.
+   * `requestTimeout` counts from here, the wait for a connection included: at its end a request never
+   * sent fails with `not_connected`, one sent with `timeout`.
    * @param {object} frame
    * @param {(reply: any) => void} [resolve]
    * @param {(err: RealtimeError) => void} [reject]
@@ -687,17 +708,29 @@ export class Client {
   _request(frame, resolve = () => {}, reject = () => {}, queue = false) {
     const req = { frame, resolve, reject, id: null, done: false, timer: null };
     // Before failing on timeout, give frames already received one more loop turn (centrifuge-js #398).
-    req.timer = this._st(() => this._st(() => this._settle(req, new RealtimeError("timeout", `No reply to ${frame.type}`)), 0), this._requestTimeout);
-    if (this.state === "connected") this._transmit(req);
+    req.timer = this._st(() => this._st(() => this._settle(req, this._timedOut(req)), 0), this._requestTimeout);
+    if (this.state === "connected") this._transmit(req, queue);
     else if (queue) this._waiting.push(req);
-    else this._settle(req, new RealtimeError("disconnected", "Not connected"));
+    else this._settle(req, new RealtimeError("not_connected", "Not connected", { sent: false }));
     return req;
   }
 
-  _transmit(req) {
-    req.id = ++this._nextId;
-    this._pending.set(req.id, req);
-    this._sendFrame({ ...req.frame, id: req.id });
+  _timedOut(req) {
+    const seconds = this._requestTimeout / 1000;
+    if (req.id === null) return new RealtimeError("not_connected", `Not connected within ${seconds} s`, { sent: false });
+    return new RealtimeError("timeout", `No reply to ${req.frame.type} within ${seconds} s`, { sent: true });
+  }
+
+  /** Send a request on the current socket; when it is already closing, it waits for the next one (`queue`). */
+  _transmit(req, queue = true) {
+    const id = ++this._nextId;
+    if (!this._sendFrame({ ...req.frame, id })) {
+      if (queue) this._waiting.push(req);
+      else this._settle(req, new RealtimeError("not_connected", "Not connected", { sent: false }));
+      return;
+    }
+    req.id = id;
+    this._pending.set(id, req);
   }
 
   _settle(req, err, reply) {
@@ -788,7 +821,7 @@ export class Client {
 
   _onSubscribeError(sub, err) {
     sub._requestId = null;
-    if (err.code === "disconnected" || err.code === "closed") return; // `welcome` subscribes again
+    if (err.code === "disconnected" || err.code === "not_connected" || err.code === "closed") return; // `welcome` subscribes again
     if (err.code === "already_subscribed") {
       // After a resume the pushed `subscribed` normally came first: then this is success.
       if (sub.state !== "subscribed") this._resync(sub, "already_subscribed", true);
