@@ -1,9 +1,9 @@
 """What daphne needs to serve this protocol; `install()` patches `daphne.server.Server`.
 
-1. Close codes 1001 and 1011. autobahn (daphne's WebSocket layer) refuses any
-   application close code but 1000 and 3000-4999, while PROTOCOL section 7 uses
-   1001 (going away) and 1011 (internal error): those close frames are sent with
-   autobahn's lower-level `sendCloseFrame`.
+1. Close codes 1001 and 1011, and close reasons. autobahn (daphne's WebSocket layer)
+   refuses any application close code but 1000 and 3000-4999, while PROTOCOL section 7
+   uses 1001 (going away) and 1011 (internal error), and daphne drops the ASGI close's
+   `reason`: such close frames are sent with autobahn's lower-level `sendCloseFrame`.
 2. Shutdown. The accepted sockets are tracked so that a shutdown can wait for
    their close handshakes (`wait_closed`).
    The closing handshake may wait CLOSE_HANDSHAKE_TIMEOUT seconds instead of
@@ -130,10 +130,14 @@ def install() -> bool:
     async def handle_reply(self, protocol, message):
         kind = message.get("type")
         code = message.get("code")
-        if kind == "websocket.close" and code is not None and code != 1000 and not 3000 <= code <= 4999:
-            if protocol.state == protocol.STATE_OPEN:
-                protocol.sendCloseFrame(code=code, isReply=False)
-            return
+        if kind == "websocket.close" and code is not None:
+            reason = message.get("reason") or ""
+            refused_by_autobahn = code != 1000 and not 3000 <= code <= 4999
+            if protocol.state == protocol.STATE_OPEN and (reason or refused_by_autobahn):
+                protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode() or None, isReply=False)
+                return
+            if refused_by_autobahn:
+                return
         await original(self, protocol, message)
         if kind == "websocket.send":
             await wait_writable(protocol)

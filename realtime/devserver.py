@@ -11,6 +11,10 @@ parent kills it 0.25 s later anyway. So, installed from `RealtimeConfig.ready()`
   then the child exits as on a plain Ctrl-C;
 - in the parent, SIGINT is ignored: it returns when the child has exited.
 
+The child's handlers are installed whatever SIGINT disposition it inherited: started with
+SIGINT ignored (in the background, under nohup; an ignored signal stays ignored across exec,
+and the parent's own SIG_IGN is inherited too), Ctrl-C or `kill -INT` still stops it gracefully.
+
 `runserver --noreload` needs none of this: daphne installs its own handlers then.
 """
 

@@ -104,22 +104,25 @@ class Client:
     # ------------------------------------------------------------ closing
 
     async def expect_disconnect(self, code: int, reason: str | None = None, timeout: float = RECV_TIMEOUT) -> dict:
-        """The `disconnect` frame with `code`, then the WebSocket close with the same code; returns the frame."""
+        """The `disconnect` frame with `code`, then the WebSocket close with the same code and reason;
+        returns the frame."""
         frame = await self.recv_type("disconnect", timeout)
         assert frame["code"] == code, frame
         if reason is not None:
             assert frame["reason"] == reason, frame
-        await self.expect_closed(code, timeout)
+        await self.expect_closed(code, timeout, reason=frame["reason"])
         return frame
 
-    async def expect_closed(self, code: int, timeout: float = RECV_TIMEOUT) -> None:
-        """Nothing more, then the server's close frame with `code`."""
+    async def expect_closed(self, code: int, timeout: float = RECV_TIMEOUT, *, reason: str | None = None) -> None:
+        """Nothing more, then the server's close frame with `code` (and `reason`, when given)."""
         try:
             async with asyncio.timeout(timeout):
                 extra = await self.ws.recv()
         except ConnectionClosed as exc:
             received = exc.rcvd.code if exc.rcvd is not None else None
             assert received == code, f"closed with {received} ({exc}), expected {code}"
+            if reason is not None:
+                assert exc.rcvd.reason == reason, f"close frame reason {exc.rcvd.reason!r}, expected {reason!r}"
         else:
             raise AssertionError(f"expected the close {code}, got a frame: {extra!r}")
 

@@ -5,6 +5,7 @@ gets one log line when it opens, authenticates and closes."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -41,13 +42,14 @@ def runserver(server_base_env, tmp_path):
     runs it: Ctrl-C reaches the reloader and its child at once)."""
     started = []
 
-    def start() -> tuple[subprocess.Popen, int, object]:
+    def start(sigint=signal.SIG_DFL) -> tuple[subprocess.Popen, int, object]:
+        """`sigint`: the SIGINT disposition it inherits (set here, not taken from however pytest was started)."""
         port, log = free_port(), tmp_path / "runserver.log"
         env = {**server_base_env, "DEBUG": "1"}  # as under `make run`: Django's console logging is on
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", f"{HOST}:{port}"],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=functools.partial(signal.signal, signal.SIGINT, sigint),
         )  # fmt: skip
         started.append(process)
         return process, port, log
@@ -59,10 +61,13 @@ def runserver(server_base_env, tmp_path):
             process.wait(10)
 
 
-async def test_ctrl_c_on_runserver_says_going_away_and_closes_the_rows(runserver, new_user, tokens):
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "sigint-ignored"])
+async def test_ctrl_c_on_runserver_says_going_away_and_closes_the_rows(runserver, new_user, tokens, sigint):
+    """Also when started with SIGINT ignored (a background `make run`, nohup): realtime.devserver installs
+    the child's handler itself rather than relying on the inherited disposition."""
     user = await new_user("ann")
     access, _ = await tokens(user)
-    process, port, log = runserver()
+    process, port, log = runserver(sigint)
     await wait_listening(port, process, log)
     client = await Client.authenticated(f"ws://{HOST}:{port}/ws/", access)
     session = client.welcome["session"]

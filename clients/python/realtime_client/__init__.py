@@ -23,6 +23,7 @@ from .models import (
     UnsubscribedEvent,
     User,
 )
+from .redirects import SameOriginConnect
 from .subscription import Subscription
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Publication",
     "Published",
     "RealtimeError",
+    "SameOriginConnect",
     "StateChange",
     "SubscribedEvent",
     "Subscription",

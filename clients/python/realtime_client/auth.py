@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from .errors import RealtimeError
+from .redirects import origin, refused
 
 TokenProvider = Callable[[], Awaitable[str]]
 Token = str | TokenProvider
@@ -39,7 +40,8 @@ class PasswordLogin:
 
     The first call posts `{username, password}` to `/api/auth/token/`; later calls post
     the refresh token to `/api/auth/token/refresh/`, keeping the rotated one. A refused
-    refresh (401) falls back to a new login. Close it with `aclose()` (or `async with`).
+    refresh (401) falls back to a new login. A redirect is followed within `base_url`'s
+    origin only (`RealtimeError("redirect")` otherwise). Close it with `aclose()` (or `async with`).
     """
 
     LOGIN_PATH = "/api/auth/token/"
@@ -59,7 +61,18 @@ class PasswordLogin:
         self._password = password
         self._refresh: str | None = None
         self._lock = asyncio.Lock()
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._origin = origin(self.base_url)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=True,
+            event_hooks={"request": [self._same_origin]},  # runs before each request, redirected ones too
+        )
+
+    async def _same_origin(self, request: httpx.Request) -> None:
+        if origin(str(request.url)) != self._origin:
+            raise refused(self.base_url, str(request.url))
 
     async def __call__(self) -> str:
         """Return a fresh access token (refreshing when it can, else logging in)."""

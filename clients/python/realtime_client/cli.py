@@ -4,7 +4,8 @@
     python -m realtime_client publish --url ws://localhost:8000/ws/ --token "$ACCESS" room:kitchen '{"text": "hi"}'
 
 Publications go to stdout, one JSON object a line (flushed); state changes and errors
-go to stderr, one line each. Ctrl-C ends `listen` cleanly with status 130.
+go to stderr, one line each. Ctrl-C (SIGINT) ends `listen` cleanly with status 130, however
+the process was started.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
@@ -175,7 +178,18 @@ async def amain(argv: list[str], stdout: TextIO | None = None, stderr: TextIO | 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: the exit status (0 ok, 1 error, 2 bad arguments, 130 Ctrl-C)."""
+    # Ctrl-C (SIGINT) is how `listen` is stopped, also when this process was started with SIGINT
+    # ignored (`cmd &` in a script, nohup): an ignored signal stays ignored across exec, and
+    # asyncio.run() handles SIGINT only when its handler is Python's default one.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if _main_thread() else None
     try:
         return asyncio.run(amain(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

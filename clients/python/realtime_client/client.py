@@ -16,8 +16,6 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
-from websockets.asyncio.client import connect as ws_connect
-
 from . import errors, frames, loop
 from .auth import Token, TokenProvider
 from .connection import Connection
@@ -34,6 +32,7 @@ from .models import (
     SubscriptionState,
     User,
 )
+from .redirects import SameOriginConnect
 from .subscription import Subscription
 
 
@@ -45,15 +44,16 @@ class _Done:
 
 
 _DONE = _Done()
-CHANNEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.@=-]{1,128}$")
+CHANNEL_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.@=-]{1,128}")  # fullmatch: "$" would admit a final newline
 
 
 class Client:
     """A real-time client: connects, authenticates, resumes, reconnects, and keeps subscriptions.
 
     `connect` is called as `connect(url, **websockets_connect_options)` and must return an
-    open `websockets` client connection; `random` returns a float in [0, 1); `clock` is the
-    wall clock in seconds (token expiry, liveness).
+    open `websockets` client connection (the default follows redirects within the URL's
+    origin only; a `RealtimeError` it raises stops the client); `random` returns a float in
+    [0, 1); `clock` is the wall clock in seconds (token expiry, liveness).
     """
 
     def __init__(
@@ -65,7 +65,7 @@ class Client:
         max_delay: float = 20.0,
         request_timeout: float = 10.0,
         heartbeat_timeout: float = 10.0,
-        connect: Callable[..., Any] = ws_connect,
+        connect: Callable[..., Any] = SameOriginConnect,
         random: Callable[[], float] = _random.random,
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,
@@ -162,7 +162,7 @@ class Client:
 
     def subscribe(self, channel: str) -> Subscription:
         """Return the channel's one `Subscription`, subscribing it (now if connected, else at `welcome`)."""
-        if not isinstance(channel, str) or not CHANNEL_RE.match(channel):
+        if not isinstance(channel, str) or not CHANNEL_RE.fullmatch(channel):
             raise ValueError(f"not a channel name: {channel!r} (namespace:name)")
         sub = self._subs.get(channel)
         if sub is None:
@@ -279,31 +279,26 @@ class Client:
 
     async def _request(self, frame: dict[str, Any]) -> dict[str, Any]:
         """Send a request once connected (waiting up to `request_timeout` in all) and return its reply."""
-        deadline = asyncio.get_running_loop().time() + self.request_timeout
-        while (conn := self._live()) is None:
+        event_loop = asyncio.get_running_loop()
+        deadline = event_loop.time() + self.request_timeout
+        while (conn := self._live()) is None or event_loop.time() >= deadline:
             if self._state is ClientState.CLOSED:
-                raise RealtimeError(errors.CLOSED, "the client is closed")
-            remaining = deadline - asyncio.get_running_loop().time()
+                raise RealtimeError(errors.CLOSED, "the client is closed", sent=False)
+            remaining = deadline - event_loop.time()
             if remaining <= 0:
-                raise RealtimeError(errors.TIMEOUT, f"not connected within {self.request_timeout} s")
+                raise RealtimeError(errors.NOT_CONNECTED, f"not connected within {self.request_timeout} s", sent=False)
             await self._wait_change(remaining)
         return await self._request_on(conn, frame, deadline)
 
     async def _request_on(self, conn: Connection, frame: dict[str, Any], deadline: float | None = None) -> dict:
-        """Send a request on `conn` and return its reply; raise `RealtimeError` on an error or timeout."""
+        """Send a request on `conn` and return its reply; raise `RealtimeError` (`sent=True`) on an error or timeout."""
         event_loop = asyncio.get_running_loop()
         deadline = deadline if deadline is not None else event_loop.time() + self.request_timeout
-        future: asyncio.Future[dict[str, Any]] = event_loop.create_future()
+        future: asyncio.Future[dict[str, Any] | None] = event_loop.create_future()
 
         def settle(reply: dict[str, Any] | None) -> None:
-            if future.done():
-                return
-            if reply is None:
-                future.set_exception(RealtimeError(errors.DISCONNECTED, "the connection ended before the reply"))
-            elif reply.get("type") == "error":
-                future.set_exception(RealtimeError(reply.get("code", "error"), reply.get("message", "")))
-            else:
-                future.set_result(reply)
+            if not future.done():
+                future.set_result(reply)  # None: the connection ended first
 
         rid = next(self._ids)
         conn.request({**frame, "id": rid}, settle)
@@ -312,11 +307,24 @@ class Client:
             if not future.done():
                 await asyncio.sleep(0)  # one loop turn for a reply already received (centrifuge-js #398)
             if not future.done():
-                raise RealtimeError(errors.TIMEOUT, f"no reply to {frame['type']} within {self.request_timeout} s")
-            return future.result()
+                message = f"no reply to {frame['type']} within {self.request_timeout} s"
+                raise RealtimeError(errors.TIMEOUT, message, sent=True)
         finally:
             conn.pending.pop(rid, None)
             if not future.done():
                 future.cancel()
-            elif not future.cancelled():
-                future.exception()  # mark it retrieved, also when this call was cancelled
+        reply = future.result()
+        if reply is None:
+            raise await self._ended(frame["type"], deadline)
+        if reply.get("type") == "error":
+            raise RealtimeError(reply.get("code", "error"), reply.get("message", ""), sent=True)
+        return reply
+
+    async def _ended(self, kind: str, deadline: float) -> RealtimeError:
+        """The error of a sent request whose connection ended: `closed` if the client closes next, else
+        `disconnected` (the loop decides right after the connection's end; bounded by the deadline)."""
+        event_loop = asyncio.get_running_loop()
+        while self._state is ClientState.CONNECTED and (remaining := deadline - event_loop.time()) > 0:
+            await self._wait_change(remaining)
+        code = errors.CLOSED if self._state is ClientState.CLOSED else errors.DISCONNECTED
+        return RealtimeError(code, f"the connection ended before the reply to {kind}", sent=True)

@@ -220,7 +220,7 @@ async def refresh(client: Client, conn: Connection, expires_at: float) -> None:
                 conn.expires_at = reply.get("expires_at")
                 return
             except RealtimeError as exc:
-                if exc.code == errors.DISCONNECTED:
+                if exc.code in (errors.DISCONNECTED, errors.CLOSED):
                     return
                 client._report(exc, "refresh")
             except Exception as exc:

@@ -86,6 +86,10 @@ async def attempt(client: Client, url: str) -> Outcome:
         )
     except asyncio.CancelledError:
         raise
+    except RealtimeError as exc:  # a redirect to another origin (redirects.py): the same answer every time
+        client._report(exc, "connect")
+        client._fatal = exc
+        return Outcome(None, f"connect refused: {exc}", stop=True)
     except Exception as exc:
         return Outcome(ABNORMAL, f"connect failed: {exc}")
     conn = Connection(ws, next(client._generations), url, client._report, client._logger)

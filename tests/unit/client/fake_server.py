@@ -125,11 +125,17 @@ def publication(channel: str, offset: int, data: Any = None, *, epoch: str = "e1
 
 
 class FakeServer:
-    """A real WebSocket server on 127.0.0.1 whose connections the test scripts one by one."""
+    """A real WebSocket server on 127.0.0.1 whose connections the test scripts one by one.
 
-    def __init__(self) -> None:
+    `redirects` maps a path to a `Location`: a handshake for that path is answered 302.
+    `handshakes` records the path of every handshake request that reached the server.
+    """
+
+    def __init__(self, redirects: dict[str, str] | None = None) -> None:
         self.connections: asyncio.Queue[FakeConnection] = asyncio.Queue()
         self.accepted: list[FakeConnection] = []
+        self.handshakes: list[str] = []
+        self.redirects = redirects or {}
         self._server: Any = None
 
     @property
@@ -138,8 +144,17 @@ class FakeServer:
         return f"ws://127.0.0.1:{port}/ws/"
 
     async def start(self) -> FakeServer:
-        self._server = await serve(self._handle, "127.0.0.1", 0, ping_interval=None)
+        self._server = await serve(self._handle, "127.0.0.1", 0, ping_interval=None, process_request=self._redirect)
         return self
+
+    def _redirect(self, ws: ServerConnection, request: Any) -> Any:
+        self.handshakes.append(request.path)
+        location = self.redirects.get(request.path)
+        if location is None:
+            return None
+        response = ws.respond(302, "moved\n")
+        response.headers["Location"] = location
+        return response
 
     async def stop(self) -> None:
         self._server.close()
@@ -181,9 +196,10 @@ def refused_url() -> str:
 
 
 class FakeHTTP:
-    """A tiny HTTP/1.1 server on 127.0.0.1: `routes[path] -> (status, body)`; records (path, JSON body)."""
+    """A tiny HTTP/1.1 server on 127.0.0.1: `routes[path] -> (status, body)` or `(status, body, headers)`;
+    records (path, JSON body)."""
 
-    def __init__(self, routes: dict[str, tuple[int, Any]]) -> None:
+    def __init__(self, routes: dict[str, tuple[Any, ...]]) -> None:
         self.routes = routes
         self.requests: list[tuple[str, Any]] = []
         self._server: asyncio.Server | None = None
@@ -208,11 +224,12 @@ class FakeHTTP:
             length = int({k.lower(): v for k, v in headers.items()}.get("content-length", 0))
             body = json.loads(await reader.readexactly(length)) if length else None
             self.requests.append((path, body))
-            status, reply = self.routes.get(path, (404, {"code": "not_found", "message": path}))
+            status, reply, *extra = self.routes.get(path, (404, {"code": "not_found", "message": path}))
             data = json.dumps(reply).encode()
+            headers = "".join(f"{name}: {value}\r\n" for name, value in (extra[0] if extra else {}).items())
             writer.write(
                 f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-                f"Connection: close\r\n\r\n".encode()
+                f"{headers}Connection: close\r\n\r\n".encode()
                 + data
             )
             await writer.drain()

@@ -1,6 +1,7 @@
 """The command line, in process (`cli.amain`) and as a real subprocess (Ctrl-C), against the fake server."""
 
 import asyncio
+import functools
 import io
 import json
 import signal
@@ -181,11 +182,15 @@ def test_bad_arguments_exit_2(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-async def test_ctrl_c_exits_cleanly(server):
-    """A real process: SIGINT ends `listen` with status 130, a clean close and no traceback."""
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "sigint-ignored"])
+async def test_ctrl_c_exits_cleanly(server, inherited):
+    """A real process: SIGINT ends `listen` with status 130, a clean close and no traceback; also when
+    it was started with SIGINT ignored (`cmd &` in a script, nohup, a background `make test`), which
+    an exec keeps."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "realtime_client", "listen", "--url", server.url, "--token", "t", "room:a",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=functools.partial(signal.signal, signal.SIGINT, inherited),  # whatever this process has
     )  # fmt: skip
     try:
         conn = await server.accept(timeout=20)

@@ -50,7 +50,7 @@ async def test_an_error_reply_raises_with_its_code(server, make_client):
     await conn.reply(await conn.expect("publish"), "error", code="permission_denied", message="not yours")
     with pytest.raises(RealtimeError) as info:
         await publishing
-    assert (info.value.code, info.value.message) == ("permission_denied", "not yours")
+    assert (info.value.code, info.value.message, info.value.sent) == ("permission_denied", "not yours", True)
 
 
 async def test_a_request_waits_for_the_connection(server, make_client):
@@ -71,12 +71,13 @@ async def test_a_request_times_out_waiting_for_the_connection(make_client):
     await client.states.reach(ClientState.DISCONNECTED)
     with pytest.raises(RealtimeError) as info:
         await client.publish("room:a", 1)
-    assert info.value.code == "timeout" and "not connected" in info.value.message
+    # Never sent: nothing happened on the server, safe to retry as is (PROTOCOL §10).
+    assert (info.value.code, info.value.sent) == ("not_connected", False) and "not connected" in info.value.message
     assert not connecting.done() and client.state is not ClientState.CLOSED
     never_started = make_client(refused_url(), request_timeout=0.05)
     with pytest.raises(RealtimeError) as info:
         await never_started.history("room:a")
-    assert info.value.code == "timeout"
+    assert (info.value.code, info.value.sent) == ("not_connected", False)
 
 
 async def test_a_request_times_out_without_a_reply(server, make_client):
@@ -84,7 +85,7 @@ async def test_a_request_times_out_without_a_reply(server, make_client):
     conn, _ = await connect(server, client, heartbeat=None)
     with pytest.raises(RealtimeError) as info:
         await client.presence("room:a")
-    assert info.value.code == "timeout"
+    assert (info.value.code, info.value.sent) == ("timeout", True)  # sent: the outcome is unknown
     request = await conn.expect("presence")
     await conn.reply(request, "presence", channel="room:a", members=[])  # late: dropped
     await roundtrip(conn)
@@ -99,7 +100,50 @@ async def test_a_request_fails_when_the_connection_drops(server, make_client):
     await conn.close(1011)
     with pytest.raises(RealtimeError) as info:
         await asyncio.wait_for(publishing, 5)
-    assert info.value.code == "disconnected"
+    assert (info.value.code, info.value.sent) == ("disconnected", True)  # it may have been published
+    assert client.state is not ClientState.CLOSED  # it reconnects: the request is not sent again
+    conn, _ = await reconnect(server)
+    await roundtrip(conn)
+    assert [frame["type"] for frame in conn.received] == ["auth", "pong"]
+
+
+async def stop_by_disconnect(client, conn):
+    await client.disconnect()
+
+
+async def stop_by_a_stop_code(client, conn):
+    await conn.close(4503, "forbidden")
+
+
+@pytest.mark.parametrize("stop", [stop_by_disconnect, stop_by_a_stop_code])
+async def test_a_sent_request_fails_closed_when_the_client_closes(server, make_client, stop):
+    """`disconnect()` or a do-not-reconnect code before the reply: `closed`, and it had gone out."""
+    client = make_client(server.url)
+    conn, _ = await connect(server, client)
+    publishing = asyncio.create_task(client.publish("room:a", 1))
+    await conn.expect("publish")
+    await stop(client, conn)
+    with pytest.raises(RealtimeError) as info:
+        await asyncio.wait_for(publishing, 5)
+    assert (info.value.code, info.value.sent) == ("closed", True)
+
+
+async def test_a_waiting_request_fails_closed_unsent_when_the_client_closes(server, make_client):
+    client = make_client(server.url)
+    publishing = asyncio.create_task(client.publish("room:a", 1))  # waits for the connection
+    connecting = asyncio.create_task(client.connect())
+    conn = await server.accept()
+    await conn.expect("auth")
+    await conn.close(4501, "unauthorized")  # a fixed token: the client stops before it ever connected
+    with pytest.raises(RealtimeError) as info:
+        await asyncio.wait_for(publishing, 5)
+    assert (info.value.code, info.value.sent) == ("closed", False)
+    with pytest.raises(RealtimeError) as info:
+        await client.publish("room:a", 1)  # on a closed client
+    assert (info.value.code, info.value.sent) == ("closed", False)
+    with pytest.raises(RealtimeError) as info:
+        await connecting
+    assert info.value.sent is None  # not a request's error
 
 
 async def test_stale_and_unknown_replies_are_dropped(server, make_client):

@@ -351,3 +351,11 @@ async def test_a_malformed_frame_is_reported_and_reading_goes_on(server, make_cl
     await conn.message("room:a", 4)
     await pubs.wait()
     assert len(client.errors.items) == 2 and client.state is ClientState.CONNECTED
+
+
+@pytest.mark.parametrize("name", ["room:a\n", "room", "Room:a", "room:a b", 3])
+def test_subscribe_refuses_what_is_not_a_channel_name(make_client, name):
+    """The server's rule (a final newline included): the mistake is the caller's, said before any frame."""
+    client = make_client("ws://127.0.0.1:9/ws/")
+    with pytest.raises(ValueError, match="not a channel name"):
+        client.subscribe(name)
