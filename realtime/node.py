@@ -2,10 +2,11 @@
 
 Every server process registers one `Node` row named `host:pid` on its first HTTP
 request or WebSocket connect (`NodeMiddleware` -> `ensure_started`) and runs one
-background task that, every NODE_HEARTBEAT seconds, sets `last_seen` on its `Node`
-row and on its open `Connection` rows (one UPDATE each, so a socket's `last_seen`
-stays fresh without a write per message), and every CLEANUP_INTERVAL seconds runs
-`cleanup()`.
+background task that, every NODE_HEARTBEAT seconds, beats (`_beat`: three UPDATEs, so a
+socket's `last_seen` stays fresh without a write per message: `last_seen` on its `Node` row,
+`last_seen` on the `Connection` rows of its live sockets, in statements of 500, and the close
+of its open rows that no live socket refreshed for three beats), and every CLEANUP_INTERVAL
+seconds runs `cleanup()`.
 
 Timing guarantee: a process killed at time K (kill -9, OOM, power loss) beat last
 at some time <= K, so its rows count as stale after K + 3 * NODE_HEARTBEAT; the next
@@ -169,9 +170,9 @@ _PKS_PER_UPDATE = 500  # below every backend's limit on parameters in one statem
 
 
 def _beat(name: str, live: frozenset[int] = frozenset()) -> None:
-    """One liveness beat: refresh `last_seen` of the Node row and of the rows of the sockets in
-    `live` (this process's live sockets), and close the rows of this node that no live socket
-    refreshed for three beats.
+    """One liveness beat, three UPDATEs: `last_seen` of the Node row, `last_seen` of the rows of the
+    sockets in `live` (this process's live sockets; one statement per 500, none without any), and the
+    close (1006, "stale") of this node's open rows that no live socket refreshed for three beats.
 
     Only a socket whose consumer still runs keeps its row open: one that ended without
     recording its close (cancelled, or its `on_disconnect` failed) would otherwise show as

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from pathlib import Path
 import coverage
 
 ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "pyproject.toml"
+# The full run's table (pytest-cov's); a part of the suite gets `print_table` of the files it ran instead.
+FULL_TABLE = "--cov-report=term-missing:skip-covered"
 # The server code, whose share the end-to-end runs reached is the fourth figure (not tests/, not clients/).
 SERVER_CODE = ("project", "accounts", "realtime")
 E2E_CONTEXT = "e2e"  # the static coverage context of the end-to-end servers (tests/e2e/servers.py)
@@ -53,14 +57,43 @@ class Figures:
     gate: float  # lines and branches together: the figure `--cov-fail-under` compares
 
 
-def coverage_report(data_file: Path, config_file: Path = ROOT / "pyproject.toml") -> dict:
-    """coverage.py's JSON report (with each line's contexts) of a combined data file."""
+def load(data_file: Path, config_file: Path = CONFIG) -> coverage.Coverage:
+    """A combined data file, loaded under the project's coverage configuration."""
     cov = coverage.Coverage(data_file=str(data_file), config_file=str(config_file))
     cov.load()
+    return cov
+
+
+def coverage_report(data_file: Path, config_file: Path = CONFIG) -> dict:
+    """coverage.py's JSON report (with each line's contexts) of a combined data file."""
     with tempfile.TemporaryDirectory(prefix="rt-cov-") as tmp:
         out = Path(tmp) / "coverage.json"
-        cov.json_report(outfile=str(out), show_contexts=True)
+        load(data_file, config_file).json_report(outfile=str(out), show_contexts=True)
         return json.loads(out.read_text())
+
+
+def functions_of(measured: dict) -> list[dict]:
+    """The function regions of one file of a JSON report that have statements (not the module's own code)."""
+    if "functions" not in measured:
+        raise RuntimeError(f"coverage {coverage.__version__} reports no functions; requirements-dev.txt pins one")
+    return [region for name, region in measured["functions"].items() if name and region["summary"]["num_statements"]]
+
+
+def touched_files(report: dict) -> list[str]:
+    """The files of a JSON report of which a function ran (without functions: a line); not those only imported."""
+    return [
+        filename
+        for filename, measured in report["files"].items()
+        if any(region["summary"]["covered_lines"] for region in functions_of(measured) or [measured])
+    ]
+
+
+def print_table(data_file: Path, files: list[str], measured: int, config_file: Path = CONFIG) -> None:
+    """coverage.py's terminal table (missing lines; fully covered files skipped) of `files` only, of `measured`."""
+    left_out = measured - len(files)
+    print(f"== coverage of the files this part of the suite ran ({left_out} files it did not reach are left out)")
+    if files:  # an empty list would mean every file to coverage.py
+        load(data_file, config_file).report(morfs=files, show_missing=True, skip_covered=True, file=sys.stdout)
 
 
 def is_server_code(filename: str, root: Path) -> bool:
@@ -75,12 +108,9 @@ def figures(report: dict, root: Path = ROOT) -> Figures:
     functions = [0, 0]
     e2e = [0, 0]
     for filename, measured in report["files"].items():
-        if "functions" not in measured:
-            raise RuntimeError(f"coverage {coverage.__version__} reports no functions; requirements-dev.txt pins one")
-        for name, region in measured["functions"].items():
-            if name and region["summary"]["num_statements"]:  # "" is the module's own code
-                functions[0] += region["summary"]["covered_lines"] > 0
-                functions[1] += 1
+        for region in functions_of(measured):
+            functions[0] += region["summary"]["covered_lines"] > 0
+            functions[1] += 1
         if is_server_code(filename, root):
             contexts = measured.get("contexts", {})
             e2e[0] += sum(1 for line in measured["executed_lines"] if E2E_CONTEXT in contexts.get(str(line), ()))
@@ -119,16 +149,23 @@ def selects_subset(argv: list[str]) -> bool:
 
 
 def coverage_arguments(argv: list[str]) -> list[str]:
-    """pytest arguments before `argv`: no fail-under gate on a subset, unless `argv` sets one."""
-    if selects_subset(argv) and not any(arg.startswith("--cov-fail-under") for arg in argv):
+    """pytest arguments before `argv`: the whole suite gets the full table; a subset no fail-under gate,
+    unless `argv` sets one (its table is `print_table`'s, after the run)."""
+    if not selects_subset(argv):
+        return [FULL_TABLE]
+    if not any(arg.startswith("--cov-fail-under") for arg in argv):
         print("A part of the suite: the 90 % coverage gate applies to the whole run only.")
         return ["--cov-fail-under=0"]
     return []
 
 
 def report_coverage(argv: list[str], started: float) -> None:
-    """Print the figures when this run measured coverage and wrote the data file."""
+    """Print the figures (for a subset, after the table of the files it ran) when this run measured
+    coverage and wrote the data file."""
     data_file = ROOT / os.environ.get("COVERAGE_FILE", ".coverage")
     if "--no-cov" in argv or not data_file.is_file() or data_file.stat().st_mtime < started:
         return
-    print_figures(figures(coverage_report(data_file)))
+    report = coverage_report(data_file)
+    if selects_subset(argv):
+        print_table(data_file, touched_files(report), len(report["files"]))
+    print_figures(figures(report))

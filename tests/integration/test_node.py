@@ -424,3 +424,22 @@ async def test_the_beat_keeps_only_live_sockets_rows_open(running, login):
     assert (await sync_to_async(fresh)(rows["ann"])).is_open
     assert (await alive.request({"type": "ping", "id": 5}))["type"] == "pong"
     assert (await sync_to_async(fresh)(rows["ann"])).last_seen > phantom.last_seen - timedelta(seconds=1)
+
+
+@pytest.mark.django_db
+def test_a_beat_is_the_three_updates_the_docs_describe():
+    from pathlib import Path
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_node("beat:1")
+    live, abandoned = make_conn("beat:1", last_seen_ago=60), make_conn("beat:1", last_seen_ago=60)
+    with CaptureQueriesContext(connection) as queries:
+        node._beat("beat:1", frozenset({live.pk}))
+    updates = [query["sql"] for query in queries if query["sql"].lstrip().upper().startswith("UPDATE")]
+    assert len(updates) == 3, updates  # Node.last_seen, the live rows' last_seen, the abandoned rows' close
+    assert fresh(live).is_open and fresh(abandoned).close_code == node.STALE_CODE
+    operations = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    assert "the task runs three UPDATEs" in operations and "three UPDATEs" in node.__doc__
+    assert "three UPDATEs" in node._beat.__doc__

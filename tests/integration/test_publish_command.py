@@ -1,10 +1,19 @@
-"""`python manage.py publish <channel> <json-data>`: publish as the server from a shell."""
+"""`python manage.py publish <channel> <json-data>`: publish as the server from a shell.
+
+In-process through `call_command`, and as a real `manage.py` process finding the Redis that
+`make run` recorded (`.run/redis-url`, scripts/run.py) in the checkout of a copy of manage.py.
+"""
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import shutil
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -16,6 +25,9 @@ from realtime.engine import get_engine, reset_engines
 from tests.conftest import make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+ROOT = Path(__file__).resolve().parents[2]
+with_redis = pytest.mark.parametrize("engine", ["redis"], indirect=True)  # publishing needs the servers' Redis
 
 OUTPUT = re.compile(r"^published to (?P<channel>\S+) at (?P<epoch>\S+):(?P<offset>\d+)$")
 
@@ -36,6 +48,7 @@ def stored(channel: str) -> list[str]:
     return async_to_sync(latest)()
 
 
+@with_redis
 def test_publishes_json_and_prints_the_position(engine):
     out, _ = run("public:lobby", '{"text": "hi", "n": [1, 2]}')
     match = OUTPUT.match(out)
@@ -47,6 +60,7 @@ def test_publishes_json_and_prints_the_position(engine):
     assert '"data":2.5,"user":null' in second
 
 
+@with_redis
 def test_text_sends_a_plain_string(engine):
     run("public:lobby", "not json {", "--text")
     [text] = stored("public:lobby")
@@ -70,8 +84,9 @@ def test_unknown_namespace_is_an_error():
         run("nope:x", "1")
 
 
+@with_redis
 @override_settings(REALTIME={"MAX_FRAME_BYTES": 64})
-def test_data_over_max_frame_bytes_is_an_error():
+def test_data_over_max_frame_bytes_is_an_error(engine):
     reset_engines()
     with pytest.raises(CommandError, match="too_large"):
         run("public:lobby", "x" * 100, "--text")
@@ -96,14 +111,19 @@ def test_publish_sync_outside_a_server_without_redis_warns_once(caplog):
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
 
 
-def test_warns_when_redis_url_is_unset():
-    _, err = run("public:lobby", "1")
-    assert "REDIS_URL is not set" in err
+def test_without_redis_nothing_is_published_and_it_fails():
+    # This process's in-memory engine: no server process could hear the publication.
+    reset_engines()
+    with pytest.raises(CommandError, match="No Redis") as failed:
+        run("public:lobby", "1")
+    assert "REDIS_URL" in str(failed.value) and "make run" in str(failed.value)
+    assert stored("public:lobby") == []
 
 
+@with_redis
 def test_no_warning_with_redis(engine):
     _, err = run("public:lobby", "1")
-    assert ("REDIS_URL is not set" in err) == (engine == "memory")
+    assert err == ""
 
 
 def test_unreachable_redis_is_an_error(redis_prefix):
@@ -131,3 +151,58 @@ async def test_publication_reaches_a_subscribed_socket(connect, user, redis_laye
     await sync_to_async(connections.close_all)()
     assert (message["data"], message["user"], message["offset"]) == ({"from": "shell"}, None, 1)
     assert out == f"published to public:x at {message['epoch']}:1"
+
+
+def manage_copy(tmp_path: Path) -> Path:
+    """This manage.py in a checkout of its own (`tmp_path`: its `.run/` is the test's, not the work tree's)."""
+    (tmp_path / ".run").mkdir(parents=True)
+    shutil.copy(ROOT / "manage.py", tmp_path / "manage.py")
+    return tmp_path / "manage.py"
+
+
+def manage(script: Path, *args: str, prefix: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `script` as a user would, from `cwd`, without REDIS_URL (the project importable from ROOT)."""
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    env.update(REDIS_PREFIX=prefix, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def stored_in(url: str, prefix: str, channel: str) -> list[str]:
+    """The publication texts of `channel` in the Redis at `url` under `prefix`."""
+    reset_engines()
+    try:
+        with override_settings(REDIS_URL=url, REDIS_PREFIX=prefix):
+            return stored(channel)
+    finally:
+        reset_engines()
+
+
+def test_a_process_finds_the_redis_make_run_recorded(tmp_path, redis_url, redis_prefix):
+    script = manage_copy(tmp_path / "checkout")
+    (script.parent / ".run" / "redis-url").write_text(redis_url + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = manage(script, "publish", "public:x", '{"n": 1}', prefix=redis_prefix, cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    [text] = stored_in(redis_url, redis_prefix, "public:x")
+    assert OUTPUT.match(done.stdout.strip())["offset"] == "1" and '"data":{"n":1}' in text
+
+
+def test_a_process_with_no_redis_fails_and_says_why(tmp_path, redis_prefix):
+    # No REDIS_URL and no Redis recorded by `make run` (none found, or never run here).
+    done = manage(manage_copy(tmp_path), "publish", "public:x", "1", prefix=redis_prefix, cwd=tmp_path)
+    assert done.returncode != 0 and "published" not in done.stdout
+    assert "No Redis" in done.stderr and "REDIS_URL" in done.stderr
+
+
+def test_a_recorded_redis_that_does_not_answer_is_not_used(tmp_path, redis_prefix):
+    # `make stop-redis`, or a reboot, stopped the private redis-server that `make run` recorded.
+    script = manage_copy(tmp_path)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    (script.parent / ".run" / "redis-url").write_text(dead + "\n")
+    done = manage(script, "publish", "public:x", "1", prefix=redis_prefix, cwd=tmp_path)
+    assert done.returncode != 0 and "No Redis" in done.stderr

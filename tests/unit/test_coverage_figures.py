@@ -9,6 +9,7 @@ pytest-cov does. The expected figures are counted by hand from the sources below
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,14 @@ from pathlib import Path
 import pytest
 from coverage.config import CoverageConfig
 
-from scripts.coverage_figures import coverage_report, figures, selects_subset
+from scripts.coverage_figures import (
+    coverage_arguments,
+    coverage_report,
+    figures,
+    print_table,
+    selects_subset,
+    touched_files,
+)
 from tests.e2e.servers import COVERAGE_CONTEXT, mark_coverage
 
 pytestmark = pytest.mark.unit
@@ -73,10 +81,24 @@ SOURCES = {
 }
 
 
-def measure(tmp: Path, *, server: bool = True) -> Path:
+# For a part of the suite: a module that is imported but none of whose functions runs, and one never imported.
+IDLE = {
+    "realtime/idle.py": """
+        def idle():
+            return 0
+    """,
+    "realtime/unused.py": """
+        def unused():
+            return 0
+    """,
+    "tests.py": SOURCES["tests.py"] + "    from realtime import idle\n",
+}
+
+
+def measure(tmp: Path, *, server: bool = True, extra: dict[str, str] | None = None) -> Path:
     """Run the drivers under coverage (the server one, unless not `server`, with the `e2e` context) and
-    combine them; the data file."""
-    for name, text in SOURCES.items():
+    combine them; the data file. `extra`: sources added to (or replacing) SOURCES."""
+    for name, text in {**SOURCES, **(extra or {})}.items():
         path = tmp / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip())
@@ -106,6 +128,19 @@ def test_without_end_to_end_data_the_server_share_is_zero(tmp_path):
     found = figures(coverage_report(measure(tmp_path, server=False), tmp_path / ".coveragerc"), root=tmp_path)
     assert (found.e2e_server.covered, found.e2e_server.total) == (0, 9)
     assert (found.lines.covered, found.lines.total) == (8, 13)  # served() never ran: 2 3 4 missing too
+
+
+def test_a_part_of_the_suite_tables_only_the_files_it_ran(tmp_path, capsys):
+    data, config = measure(tmp_path, extra=IDLE), tmp_path / ".coveragerc"
+    report = coverage_report(data, config)
+    # mod.py and lib.py ran a function each; idle.py was only imported, unused.py not even that.
+    assert sorted(Path(name).name for name in report["files"]) == ["idle.py", "lib.py", "mod.py", "unused.py"]
+    touched = touched_files(report)
+    assert sorted(Path(name).name for name in touched) == ["lib.py", "mod.py"]
+    print_table(data, touched, len(report["files"]), config)
+    out = capsys.readouterr().out
+    assert re.search(r"mod\.py +9 +2 ", out) and re.search(r"lib\.py +4 +1 ", out)  # statements, missed
+    assert "idle" not in out and "unused" not in out and "2 files" in out  # the two left out, counted
 
 
 def test_server_processes_measure_under_the_e2e_context():
@@ -139,3 +174,10 @@ def test_server_processes_measure_under_the_e2e_context():
 )
 def test_a_subset_is_told_from_the_whole_suite(argv, subset):
     assert selects_subset(argv) is subset
+
+
+def test_only_the_whole_suite_gets_the_full_table():
+    # pytest-cov's table lists every measured file short of 100 %: right for the whole suite only.
+    assert coverage_arguments(["-x"]) == ["--cov-report=term-missing:skip-covered"]
+    assert coverage_arguments(["tests/unit"]) == ["--cov-fail-under=0"]
+    assert coverage_arguments(["tests/unit", "--cov-fail-under=50"]) == []

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from realtime.exceptions import SERVICE_ERRORS, RealtimeError
+from realtime.namespaces import resolve
 from realtime.protocol import loads_json
-from realtime.publish import check_data_size, publish_sync, unheard_warning
+from realtime.publish import check_data_size, publish_sync
+
+NO_REDIS = (
+    "No Redis, so nothing was published: a publication from this process would reach no server. Set "
+    "REDIS_URL to the servers' Redis, or serve with `make run` in this checkout: it records the Redis it "
+    "finds in .run/redis-url (with no Redis installed it serves from memory, which no other process reaches)."
+)
 
 
 class Command(BaseCommand):
     help = (
         "Publish DATA (a JSON value; with --text, a plain string) to CHANNEL as the server, and print "
-        "its position. Needs the servers' REDIS_URL: without it the engine and the channel layer are "
-        "this process's own, so the publication reaches no socket and is gone when the command exits."
+        "its position. Needs the servers' Redis: REDIS_URL, else the one `make run` serves with in this "
+        "checkout (.run/redis-url); without one it fails, publishing nothing."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -33,11 +41,12 @@ class Command(BaseCommand):
                 value = loads_json(data)
             except ValueError as exc:
                 raise CommandError(f"DATA is not JSON ({exc}); use --text to send a plain string.") from exc
-        warning = unheard_warning()
-        if warning:
-            self.stderr.write(warning)
         try:
+            resolve(channel)
             check_data_size(value)
+            if not settings.REDIS_URL:
+                # The engine would be this process's memory: no server could hear it, and it is gone at exit.
+                raise CommandError(NO_REDIS)
             published = publish_sync(channel, value, user=None)
         except RealtimeError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from exc
