@@ -86,6 +86,15 @@ def test_malformed_frames_are_bad_requests_without_id(text):
         {"type": "subscribe", "id": 9, "channel": "Public:a"},
         {"type": "subscribe", "id": 9, "channel": "public:" + "a" * 129},
         {"type": "subscribe", "id": 9, "channel": "public:ü"},
+        {"type": "subscribe", "id": 9, "channel": "public:a\n"},  # `$` would match before a final newline
+        {"type": "publish", "id": 9, "channel": "public:a\n", "data": 1},
+        {
+            "type": "auth",
+            "id": 9,
+            "token": "t",
+            "resume": "s",
+            "positions": {"public:a\n": {"epoch": "e", "offset": 1}},
+        },
         {"type": "subscribe", "id": 9, "channel": "public:a", "recover": "x"},
         {"type": "subscribe", "id": 9, "channel": "public:a", "recover": {"offset": 1}},
         {"type": "subscribe", "id": 9, "channel": "public:a", "recover": {"epoch": "e"}},
@@ -244,3 +253,18 @@ def test_codes_match_the_protocol_document():
     assert {c.value for c in p.ErrorCode} <= documented
     documented_closes = {int(c) for c in re.findall(r"^\| (\d{4}) \|", doc, re.M)}
     assert documented_closes == {int(c) for c in p.CloseCode}
+
+
+def test_sections_1_to_10_and_the_revisions_are_the_shared_specification_word_for_word():
+    """docs/protocol.md keeps the shared specification's text; extensions go to section 11 only."""
+    root = Path(__file__).resolve().parents[2]
+    shared = root.parent / "shared" / "PROTOCOL.md"
+    if not shared.is_file():
+        pytest.skip("no ../shared/PROTOCOL.md beside this checkout")
+    spec, doc = shared.read_text(), (root / "docs" / "protocol.md").read_text()
+
+    def between(text: str, start: str, end: str) -> str:
+        return text[text.index(start) : text.index(end, text.index(start))]
+
+    assert between(doc, "## 1. Transport", "## 11.") == between(spec, "## 1. Transport", "## Revisions")
+    assert spec[spec.index("## Revisions") :].strip() in doc
