@@ -1,9 +1,9 @@
-"""One WebSocket connection of the client: its generation, pending requests, writer and timers.
+"""One WebSocket connection of the client, as I/O: its socket, writer and tasks.
 
 Every task started for a connection (the writer, a refresh, a subscribe retry) belongs
 to it and is cancelled when it ends, so nothing scheduled in one connection runs in the
-next (CLIENTS.md: "refresh that outlives its connection"). Replies are matched by id in
-the connection's own table only; a reply nobody waits for is dropped.
+next (CLIENTS.md: "refresh that outlives its connection"). What the protocol knows of the
+connection (requests in flight, liveness) is the session core's `Link` (link.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-ReplyHandler = Callable[[dict[str, Any] | None], None]  # None: the connection ended first
 Reporter = Callable[[BaseException, str], None]
 
 CLOSE_TIMEOUT = 2.0  # bound on a local close handshake with a peer that may be gone
@@ -34,13 +33,6 @@ class Connection:
         self.ws = ws
         self.generation = generation
         self.url = url
-        self.pending: dict[int | str, ReplyHandler] = {}
-        self.welcomed = False
-        self.liveness: float | None = None  # seconds without a frame before the socket counts as dead
-        self.expires_at: float | None = None
-        self.refreshing = False
-        self.positions_sent: set[str] = set()
-        self.disconnect_frame: dict[str, Any] | None = None
         self._report = report
         self._logger = logger
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
@@ -50,20 +42,6 @@ class Connection:
     def send(self, frame: dict[str, Any]) -> None:
         """Queue a frame; the writer sends frames in call order."""
         self._outbox.put_nowait(encode(frame))
-
-    def request(self, frame: dict[str, Any], handler: ReplyHandler) -> None:
-        """Send a frame carrying `id` and call `handler(reply)` when its reply comes (or `None` on close)."""
-        self.pending[frame["id"]] = handler
-        self.send(frame)
-
-    def resolve(self, frame: dict[str, Any]) -> bool:
-        """Hand a reply to whoever waits for its id; False when nobody does (a stale reply)."""
-        try:
-            handler = self.pending.pop(frame["id"])
-        except (KeyError, TypeError):
-            return False
-        handler(frame)
-        return True
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run `coro` as a task of this connection: supervised, cancelled when the connection ends."""
@@ -98,13 +76,7 @@ class Connection:
                 transport.abort()
 
     async def shutdown(self, code: int = 1000, reason: str = "") -> None:
-        """End the connection: fail its pending requests, stop its tasks, close the socket."""
-        pending, self.pending = self.pending, {}
-        for handler in pending.values():
-            try:
-                handler(None)
-            except Exception as exc:  # pragma: no cover - handlers only settle futures
-                self._report(exc, "reply")
+        """End the connection: stop its tasks, close the socket."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

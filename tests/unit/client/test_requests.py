@@ -1,6 +1,7 @@
 """Requests: replies matched by id in the current connection, errors with codes, waiting, timeouts."""
 
 import asyncio
+import json
 
 import pytest
 from realtime_client import ClientState, History, Member, Position, Publication, Published, RealtimeError
@@ -89,7 +90,7 @@ async def test_a_request_times_out_without_a_reply(server, make_client):
     request = await conn.expect("presence")
     await conn.reply(request, "presence", channel="room:a", members=[])  # late: dropped
     await roundtrip(conn)
-    assert client._conn.pending == {}
+    assert client._core.link.pending == {}
 
 
 async def test_a_request_fails_when_the_connection_drops(server, make_client):
@@ -176,7 +177,8 @@ async def test_a_reply_already_received_wins_over_the_timeout(server, make_clien
         (future,) = futures
         if not future.done():
             asyncio.get_running_loop().call_soon(
-                client._conn.resolve, {"type": "published", "id": max(client._conn.pending), "epoch": "e", "offset": 1}
+                client._driver.received,
+                json.dumps({"type": "published", "id": max(client._core.link.pending), "epoch": "e", "offset": 1}),
             )
             return set(), set(futures)
         return await real_wait(futures, timeout=timeout)

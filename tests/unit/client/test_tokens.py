@@ -150,7 +150,7 @@ async def test_expiring_refreshes_in_band(server, make_client):
     assert refresh["token"] == "tok2"
     await conn.reply(refresh, "refreshed", expires_at=2_000_000_300)
     await roundtrip(conn)
-    assert client._conn.expires_at == 2_000_000_300 and client.state is C.CONNECTED
+    assert client._core.link.expires_at == 2_000_000_300 and client.state is C.CONNECTED
 
 
 async def test_a_failed_refresh_is_retried_until_expires_at(server, make_client):
@@ -165,7 +165,7 @@ async def test_a_failed_refresh_is_retried_until_expires_at(server, make_client)
     second = await conn.expect("refresh")
     assert second["token"] == "tok4"
     now[0] += 31  # past expires_at: this failure is the last
-    refresh_task = next(task for task in client._conn._tasks if "refresh" in task.get_name())
+    refresh_task = next(task for task in client._driver.connection._tasks if "refresh" in task.get_name())
     await conn.reply(second, "error", code="unauthorized", message="bad token")
     await asyncio.wait_for(refresh_task, 5)
     await roundtrip(conn)  # no further refresh was sent
