@@ -1,4 +1,5 @@
-"""Errors of the real-time engine.
+"""Errors of the real-time engine (the names as they were: the tree lives in `realtime.core.errors`,
+`SERVICE_ERRORS` and `backing_service` in `realtime.services`).
 
 Each one becomes exactly one frame through the consumer's single error path
 (`realtime.consumers.RealtimeConsumer.handle_error`)::
@@ -24,131 +25,39 @@ place, `backing_service`, shared by the socket handlers, the HTTP API and the co
 
 from __future__ import annotations
 
-import logging
-from contextlib import asynccontextmanager
+from .core.errors import (
+    AlreadySubscribed,
+    BadRequest,
+    Disconnect,
+    Forbidden,
+    LimitExceeded,
+    NotSubscribed,
+    PermissionDenied,
+    RateLimited,
+    RealtimeError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    UnknownNamespace,
+    with_id,
+)
+from .services import SERVICE_ERRORS, backing_service
 
-import redis
-from django.db import DatabaseError
-
-from . import metrics
-from .protocol import CloseCode, ErrorCode, RequestId
-
-logger = logging.getLogger(__name__)
-
-# Failures of a backing service: the client gets `unavailable` and may retry.
-SERVICE_ERRORS = (OSError, redis.RedisError, DatabaseError)
-
-
-class RealtimeError(Exception):
-    """A request failed; the client gets an `error` frame and the socket stays open."""
-
-    code: ErrorCode = ErrorCode.INTERNAL
-    default_message = "Internal error."
-
-    def __init__(self, message: str | None = None, *, request_id: RequestId | None = None) -> None:
-        self.message = message or self.default_message
-        self.request_id = request_id
-        super().__init__(self.message)
-
-
-class BadRequest(RealtimeError):
-    """Malformed frame, unknown type, missing or wrongly typed field, bad channel name."""
-
-    code = ErrorCode.BAD_REQUEST
-    default_message = "Bad request."
-
-
-class TooLarge(BadRequest):
-    """The frame is over MAX_FRAME_BYTES."""
-
-    code = ErrorCode.TOO_LARGE
-    default_message = "Frame too large."
-
-
-class Unauthorized(RealtimeError):
-    """Not authenticated yet, or an invalid token."""
-
-    code = ErrorCode.UNAUTHORIZED
-    default_message = "Not authenticated."
-
-
-class Forbidden(RealtimeError):
-    """A token of another user on `refresh`."""
-
-    code = ErrorCode.FORBIDDEN
-    default_message = "That token belongs to another user."
-
-
-class PermissionDenied(RealtimeError):
-    """The namespace's or room's rules forbid this."""
-
-    code = ErrorCode.PERMISSION_DENIED
-    default_message = "Permission denied."
-
-
-class UnknownNamespace(RealtimeError):
-    """The channel's namespace is not configured."""
-
-    code = ErrorCode.UNKNOWN_NAMESPACE
-    default_message = "Unknown namespace."
-
-
-class AlreadySubscribed(RealtimeError):
-    """This connection is already subscribed to the channel."""
-
-    code = ErrorCode.ALREADY_SUBSCRIBED
-    default_message = "Already subscribed."
-
-
-class NotSubscribed(RealtimeError):
-    """This connection is not subscribed to the channel."""
-
-    code = ErrorCode.NOT_SUBSCRIBED
-    default_message = "Not subscribed."
-
-
-class LimitExceeded(RealtimeError):
-    """Too many subscriptions on this connection."""
-
-    code = ErrorCode.LIMIT_EXCEEDED
-    default_message = "Too many subscriptions on this connection."
-
-
-class RateLimited(RealtimeError):
-    """The connection sends more frames than its rate allows; the frame was dropped."""
-
-    code = ErrorCode.RATE_LIMITED
-    default_message = "Too many frames; slow down."
-
-
-class Unavailable(RealtimeError):
-    """A backing service (Redis, the database) is down; retry later."""
-
-    code = ErrorCode.UNAVAILABLE
-    default_message = "A backing service is unavailable; retry later."
-
-
-class Disconnect(Exception):
-    """End the connection: send `disconnect` with this close code, then close."""
-
-    def __init__(self, code: CloseCode, reason: str | None = None) -> None:
-        self.code = CloseCode(code)
-        self.reason = reason or self.code.reason
-        super().__init__(f"{int(self.code)} {self.reason}")
-
-
-@asynccontextmanager
-async def backing_service(request_id: RequestId | None = None):
-    """Turn a failure of Redis or the database into `unavailable` (the details go to the log)."""
-    try:
-        yield
-    except SERVICE_ERRORS as exc:
-        metrics.service_error(exc)
-        logger.warning("backing service failed: %r", exc)
-        raise Unavailable(request_id=request_id) from exc
-
-
-def with_id(exc: RealtimeError, request_id: RequestId | None) -> RealtimeError:
-    """Attach the request id to an error raised below the handler."""
-    exc.request_id = request_id
-    return exc
+__all__ = [
+    "SERVICE_ERRORS",
+    "AlreadySubscribed",
+    "BadRequest",
+    "Disconnect",
+    "Forbidden",
+    "LimitExceeded",
+    "NotSubscribed",
+    "PermissionDenied",
+    "RateLimited",
+    "RealtimeError",
+    "TooLarge",
+    "Unauthorized",
+    "Unavailable",
+    "UnknownNamespace",
+    "backing_service",
+    "with_id",
+]

@@ -41,7 +41,7 @@ from prometheus_client.exposition import choose_encoder
 
 from . import protocol
 from .conf import realtime_settings
-from .protocol import CloseCode, ErrorCode
+from .core.codes import CloseCode, ErrorCode
 
 OTHER = "other"
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))

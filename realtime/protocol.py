@@ -1,10 +1,10 @@
 """The wire protocol of docs/protocol.md, with no I/O.
 
 `parse()` turns a client text frame into a typed request or raises a
-`realtime.exceptions.BadRequest`; one builder function per outgoing frame type
+`realtime.core.errors.BadRequest`; one builder function per outgoing frame type
 returns a dict, and `encode()` turns it into the text that goes on the wire.
-Error codes and close codes are enums; `CloseCode` carries the table of reasons
-and whether a client should reconnect.
+Error codes and close codes (`realtime.core.codes`, re-exported here) are enums;
+`CloseCode` carries the table of reasons and whether a client should reconnect.
 """
 
 from __future__ import annotations
@@ -13,79 +13,18 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
 from typing import Any
 
-RequestId = int | str
+# The codes live in core.codes; importable from here as before.
+from .core.codes import CLOSE_CODES as CLOSE_CODES
+from .core.codes import CloseCode, ErrorCode, RequestId
+from .core.errors import BadRequest, TooLarge
 
 MAX_ID_LENGTH = 64
 # `\Z`, not `$`: `$` also matches before a final newline, so "public:lobby\n" would pass.
 CHANNEL_RE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.@=-]{1,128})\Z")
 MAX_HISTORY_LIMIT = 1000
 MAX_RESUME_POSITIONS = 1000  # more than any connection may subscribe (MAX_SUBSCRIPTIONS is checked on restore)
-
-
-class ErrorCode(StrEnum):
-    """`code` of an `error` frame (and of an HTTP error body)."""
-
-    BAD_REQUEST = "bad_request"
-    UNAUTHORIZED = "unauthorized"
-    FORBIDDEN = "forbidden"
-    PERMISSION_DENIED = "permission_denied"
-    UNKNOWN_NAMESPACE = "unknown_namespace"
-    ALREADY_SUBSCRIBED = "already_subscribed"
-    NOT_SUBSCRIBED = "not_subscribed"
-    LIMIT_EXCEEDED = "limit_exceeded"
-    TOO_LARGE = "too_large"
-    RATE_LIMITED = "rate_limited"
-    UNAVAILABLE = "unavailable"
-    INTERNAL = "internal"
-
-
-class CloseCode(IntEnum):
-    """WebSocket close codes. 4000-4499: reconnect; 4500-4999: do not (PROTOCOL section 7)."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    INTERNAL_ERROR = 1011
-    HEARTBEAT_TIMEOUT = 4004
-    RATE_LIMITED = 4008
-    TOKEN_EXPIRED = 4009
-    FORCE_RECONNECT = 4011
-    SLOW = 4013
-    BAD_REQUEST = 4500
-    UNAUTHORIZED = 4501
-    FORBIDDEN = 4503
-    SESSION_TAKEN_OVER = 4509
-    TOO_MANY_CONNECTIONS = 4529
-
-    @property
-    def reason(self) -> str:
-        """The `reason` string sent in `disconnect`."""
-        return CLOSE_CODES[self][0]
-
-    @property
-    def reconnect(self) -> bool:
-        """Whether a client should reconnect after this close."""
-        return CLOSE_CODES[self][1]
-
-
-# code -> (reason, reconnect, what the client should do): the table of docs/protocol.md section 7.
-CLOSE_CODES: dict[CloseCode, tuple[str, bool, str]] = {
-    CloseCode.NORMAL: ("normal", False, "stop"),
-    CloseCode.GOING_AWAY: ("going_away", True, "reconnect, resume"),
-    CloseCode.INTERNAL_ERROR: ("internal_error", True, "reconnect with backoff, resume"),
-    CloseCode.HEARTBEAT_TIMEOUT: ("heartbeat_timeout", True, "reconnect, resume"),
-    CloseCode.RATE_LIMITED: ("rate_limited", True, "reconnect after backoff"),
-    CloseCode.TOKEN_EXPIRED: ("token_expired", True, "get a fresh access token, reconnect, resume"),
-    CloseCode.FORCE_RECONNECT: ("force_reconnect", True, "reconnect, resume"),
-    CloseCode.SLOW: ("slow", True, "reconnect, resume (history fills the gap)"),
-    CloseCode.BAD_REQUEST: ("bad_request", False, "stop"),
-    CloseCode.UNAUTHORIZED: ("unauthorized", False, "stop unless it can get a new token"),
-    CloseCode.FORBIDDEN: ("forbidden", False, "stop"),
-    CloseCode.SESSION_TAKEN_OVER: ("session_taken_over", False, "stop: another connection resumed this session"),
-    CloseCode.TOO_MANY_CONNECTIONS: ("too_many_connections", False, "stop"),
-}
 
 
 # ---------------------------------------------------------------- requests
@@ -179,8 +118,6 @@ Request = Auth | Refresh | Ping | Pong | Subscribe | Unsubscribe | Publish | His
 
 
 def _bad(message: str, request_id: RequestId | None = None):
-    from .exceptions import BadRequest
-
     return BadRequest(message, request_id=request_id)
 
 
@@ -188,8 +125,6 @@ def check_size(text: str, max_bytes: int) -> None:
     """Raise `TooLarge` when the UTF-8 form of `text` is over `max_bytes`."""
     # len(text) <= bytes <= 4 * len(text): encode only when it can matter.
     if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode("utf-8", "surrogatepass")) > max_bytes):
-        from .exceptions import TooLarge
-
         raise TooLarge(f"Frame over {max_bytes} bytes.")
 
 
