@@ -29,11 +29,11 @@ import weakref
 from typing import Any, Protocol
 
 from . import metrics, protocol
+from .advisory import advisory
 from .conf import realtime_settings
 from .engine import Engine, Position, get_engine
 from .engine.base import PRESENCE_EVENT, PUBLICATION_EVENT, Listener, PresenceChange
 from .limits import utf8_size
-from .node import advisory
 
 logger = logging.getLogger(__name__)
 

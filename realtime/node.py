@@ -34,8 +34,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import sessions
+from .advisory import advisory
 from .conf import realtime_settings
-from .exceptions import SERVICE_ERRORS
 from .models import Connection, Node
 from .protocol import CloseCode
 
@@ -223,22 +223,6 @@ async def _guarded(what: str, func: Any, *args: Any, failing: set[str]) -> None:
         if what in failing:
             failing.discard(what)
             logger.info("realtime node: %s works again", what)
-
-
-async def advisory(what: str, step: Any, failing: set[str]) -> None:
-    """Run one engine step of the beat (presence, session records); log a failure once per streak."""
-    try:
-        await step()
-    except SERVICE_ERRORS as exc:  # Redis away: expected, one line per streak, no traceback
-        if what not in failing:
-            failing.add(what)
-            logger.warning("realtime node: %s failed (%r); retrying next period", what, exc)
-    except Exception:
-        if what not in failing:
-            failing.add(what)
-            logger.exception("realtime node: %s failed; retrying next period", what)
-    else:
-        failing.discard(what)
 
 
 async def _touch_engine(failing: set[str]) -> None:
