@@ -10,11 +10,10 @@ heartbeat, token expiry) are one timer per connection in the event loop's heap
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from channels.consumer import AsyncConsumer
@@ -42,25 +41,23 @@ from .live import LIVE
 from .node import node_name
 from .outbox import Outbox, Overflow, close_message
 from .protocol import CloseCode
+from .socket_state import SocketState
 from .subscriptions import Subscriptions
+
+if TYPE_CHECKING:
+    from .handlers import HandlerSocket
 
 logger = logging.getLogger(__name__)
 # One line per socket opened, authenticated and closed (INFO): who, which session, how it ended.
 socket_log = logging.getLogger("realtime.sockets")
 
-class SocketState(enum.Enum):
-    """Where a socket is in its life; one value instead of a flag per phase (as websockets' `State`)."""
-
-    CONNECTING = "connecting"  # the handshake arrived; not accepted yet
-    OPEN = "open"  # accepted, not authenticated (only `auth`, `ping`, `pong` are served)
-    AUTHENTICATING = "authenticating"  # credentials arrived and are being checked: AUTH_TIMEOUT no longer applies
-    AUTHENTICATED = "authenticated"  # `welcome` sent
-    CLOSING = "closing"  # a close is under way (the server's or the client's): nothing more is handled
-    CLOSED = "closed"  # the socket is gone and its session recorded
-
 
 class RealtimeConsumer(AsyncConsumer):
-    """One socket session of the protocol in docs/protocol.md."""
+    """One socket session of the protocol in docs/protocol.md.
+
+    It is the socket its handlers and subscriptions take (`realtime.socket_state.Socket`,
+    `realtime.handlers.HandlerSocket`), structurally: they never import this module.
+    """
 
     # Events this consumer accepts, from the server and from the channel layer (control events
     # only: publications and presence come from the process's hub, realtime.fanout).
@@ -76,7 +73,7 @@ class RealtimeConsumer(AsyncConsumer):
     def __init__(self) -> None:
         self.settings = realtime_settings.values
         self.session_id = sessions.new_session_id()
-        self.user = None
+        self.user: Any = None
         self.auth_method = ""
         self.expires_at: int | None = None
         self.state = SocketState.CONNECTING
@@ -549,3 +546,9 @@ class RealtimeConsumer(AsyncConsumer):
             self._timer = None
         if self.outbox is not None:
             self.outbox.stop()
+
+
+if TYPE_CHECKING:
+
+    def _a_consumer_is_a_handler_socket(consumer: RealtimeConsumer) -> HandlerSocket:
+        return consumer  # a type checker's proof; nothing at run time

@@ -1,13 +1,13 @@
 """What each client request does. One function per request type, chosen from `HANDLERS`.
 
-A handler gets the consumer and the typed request; it replies through
-`consumer.send_frame` and raises `RealtimeError` / `Disconnect` for the rest.
+A handler gets the socket (`HandlerSocket`: the consumer is one) and the typed request; it
+replies through `consumer.send_frame` and raises `RealtimeError` / `Disconnect` for the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from accounts.tokens import CredentialsError, ExpiredCredentials, authenticate_token
 
@@ -25,17 +25,25 @@ from .exceptions import (
 from .protocol import CloseCode
 from .publish import publish
 from .reading import read_history, read_presence
+from .socket_state import Socket
 
 if TYPE_CHECKING:
-    from .consumers import RealtimeConsumer
+    from .subscriptions import Subscriptions
 
-Handler = Callable[["RealtimeConsumer", Any], Awaitable[None]]
+
+class HandlerSocket(Socket, Protocol):
+    """What a handler uses of its socket: the `Socket`, and its subscriptions."""
+
+    subscriptions: Subscriptions
+
+
+Handler = Callable[[HandlerSocket, Any], Awaitable[None]]
 
 # Requests an unauthenticated socket may send; everything else is `unauthorized`.
 OPEN_REQUESTS = (protocol.Auth, protocol.Ping, protocol.Pong)
 
 
-async def handle(consumer: RealtimeConsumer, request: protocol.Request) -> None:
+async def handle(consumer: HandlerSocket, request: protocol.Request) -> None:
     """Run the handler of `request`, after the authentication gate."""
     if consumer.user is None and not isinstance(request, OPEN_REQUESTS):
         raise Unauthorized("Authenticate first: send an `auth` frame.", request_id=request.id)
@@ -43,7 +51,7 @@ async def handle(consumer: RealtimeConsumer, request: protocol.Request) -> None:
         await HANDLERS[type(request)](consumer, request)
 
 
-async def handle_auth(consumer: RealtimeConsumer, request: protocol.Auth) -> None:
+async def handle_auth(consumer: HandlerSocket, request: protocol.Auth) -> None:
     """`auth`: authenticate the socket; a bad token ends it (4501, or 4009 when expired)."""
     if consumer.user is not None:
         raise BadRequest("Already authenticated; use `refresh` to replace the token.", request_id=request.id)
@@ -63,7 +71,7 @@ async def handle_auth(consumer: RealtimeConsumer, request: protocol.Auth) -> Non
     )
 
 
-async def handle_refresh(consumer: RealtimeConsumer, request: protocol.Refresh) -> None:
+async def handle_refresh(consumer: HandlerSocket, request: protocol.Refresh) -> None:
     """`refresh`: a fresh token of the same user moves the expiry; anything else changes nothing."""
     try:
         result = await authenticate_token(request.token)
@@ -76,12 +84,12 @@ async def handle_refresh(consumer: RealtimeConsumer, request: protocol.Refresh) 
     consumer.send_frame(protocol.refreshed(request.id, result.expires_at))
 
 
-async def handle_ping(consumer: RealtimeConsumer, request: protocol.Ping) -> None:
+async def handle_ping(consumer: HandlerSocket, request: protocol.Ping) -> None:
     """`ping` from the client: answer `pong` with its id."""
     consumer.send_frame(protocol.pong(request.id))
 
 
-async def handle_pong(consumer: RealtimeConsumer, request: protocol.Pong) -> None:
+async def handle_pong(consumer: HandlerSocket, request: protocol.Pong) -> None:
     """`pong`: the receipt itself proved the client alive; one answering the heartbeat times its round trip,
     and acknowledges what was sent before that ping (the positions a resume replays after)."""
     sent_at, consumer.ping_sent_at = consumer.ping_sent_at, None
@@ -90,17 +98,17 @@ async def handle_pong(consumer: RealtimeConsumer, request: protocol.Pong) -> Non
     consumer.subscriptions.pong_received()
 
 
-async def handle_subscribe(consumer: RealtimeConsumer, request: protocol.Subscribe) -> None:
+async def handle_subscribe(consumer: HandlerSocket, request: protocol.Subscribe) -> None:
     """`subscribe`, optionally recovering from a position."""
     await consumer.subscriptions.subscribe(request)
 
 
-async def handle_unsubscribe(consumer: RealtimeConsumer, request: protocol.Unsubscribe) -> None:
+async def handle_unsubscribe(consumer: HandlerSocket, request: protocol.Unsubscribe) -> None:
     """`unsubscribe`."""
     await consumer.subscriptions.unsubscribe(request)
 
 
-async def handle_publish(consumer: RealtimeConsumer, request: protocol.Publish) -> None:
+async def handle_publish(consumer: HandlerSocket, request: protocol.Publish) -> None:
     """`publish` where the namespace allows this user; the position comes back in `published`.
 
     Over the user's PUBLISH_BYTES_PER_SECOND (all of the user's sockets and HTTP publishes on
@@ -119,7 +127,7 @@ async def handle_publish(consumer: RealtimeConsumer, request: protocol.Publish) 
     consumer.send_frame(protocol.published(request.id, request.channel, published.epoch, published.offset))
 
 
-async def handle_history(consumer: RealtimeConsumer, request: protocol.History) -> None:
+async def handle_history(consumer: HandlerSocket, request: protocol.History) -> None:
     """`history`: after `since`, or the newest `limit` (whoever may subscribe may read it)."""
     subs = consumer.subscriptions
     namespace, name = await subs.resolve(request.channel, request.id)
@@ -131,7 +139,7 @@ async def handle_history(consumer: RealtimeConsumer, request: protocol.History) 
     consumer.send_text(protocol.encode_with_publications(frame, stream.publications))
 
 
-async def handle_presence(consumer: RealtimeConsumer, request: protocol.Presence) -> None:
+async def handle_presence(consumer: HandlerSocket, request: protocol.Presence) -> None:
     """`presence`: one entry per user on the channel."""
     subs = consumer.subscriptions
     namespace, name = await subs.resolve(request.channel, request.id)

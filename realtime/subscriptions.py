@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import metrics, presence, protocol
 from .engine import Position, Slice, get_engine
@@ -40,9 +40,7 @@ from .exceptions import (
 )
 from .fanout import get_hub
 from .namespaces import Namespace, allowed, check_access, resolve
-
-if TYPE_CHECKING:
-    from .consumers import RealtimeConsumer
+from .socket_state import Socket
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +68,7 @@ class Subscription:
 class Subscriptions:
     """The subscriptions of one connection, and publish permissions it has already checked."""
 
-    def __init__(self, consumer: RealtimeConsumer) -> None:
+    def __init__(self, consumer: Socket) -> None:
         self.consumer = consumer
         self.active: dict[str, Subscription] = {}
         self.may_publish: dict[str, bool] = {}
