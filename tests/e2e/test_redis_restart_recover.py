@@ -13,8 +13,8 @@ import asyncio
 
 import pytest
 
-from .test_channels import inbox, subscribe
-from .test_redis_rollback import REDIS_OUTAGE, WAIT, Positions, publish, redis_server  # noqa: F401 - a fixture
+from .test_channels import subscribe
+from .test_redis_rollback import WAIT, Positions, publish, publisher_and_listener, redis_server  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.e2e]
 
@@ -28,14 +28,8 @@ async def test_recover_after_redis_lost_everything_carries_what_was_published_si
     tokens,
     redis_server,  # noqa: F811 - the fixture imported above
 ):
-    launch.tolerate(REDIS_OUTAGE)
-    server = launch(REDIS_URL=redis_server.url)
-    await server.wait_ready()
-    access, _ = await tokens(await new_user("ann"))
-    publisher = await inbox(ws, server, access, "publisher")
-    listener = await inbox(ws, server, access, "listener")
+    publisher, listener = await publisher_and_listener(launch, ws, new_user, tokens, redis_server)
     positions = Positions()
-    await subscribe(listener, CHANNEL)
     for n in (1, 2, 3):
         last = await publish(publisher, positions, n)
     await listener.wait_for(lambda: listener.last_offset.get(CHANNEL) == last["offset"], WAIT, "the 3rd message")

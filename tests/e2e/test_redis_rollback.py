@@ -47,6 +47,18 @@ async def publish(box: Inbox, positions: Positions, n: int) -> dict[str, Any]:
     return reply
 
 
+async def publisher_and_listener(launch, ws, new_user, tokens, redis_server) -> tuple[Inbox, Inbox]:
+    """A server on the private Redis, and two sockets of one user: one to publish, one subscribed to CHANNEL."""
+    launch.tolerate(REDIS_OUTAGE)
+    server = launch(REDIS_URL=redis_server.url)
+    await server.wait_ready()
+    access, _ = await tokens(await new_user("ann"))
+    publisher = await inbox(ws, server, access, "publisher")
+    listener = await inbox(ws, server, access, "listener")
+    await subscribe(listener, CHANNEL)
+    return publisher, listener
+
+
 @pytest.fixture
 async def redis_server(tmp_path, redis_prefix):
     """A private redis-server (snapshots on request only) for the servers under test."""
@@ -57,14 +69,8 @@ async def redis_server(tmp_path, redis_prefix):
 async def test_a_redis_restarted_from_an_older_snapshot_mints_a_new_epoch(
     launch, ws, new_user, tokens, redis_server, tmp_path
 ):
-    launch.tolerate(REDIS_OUTAGE)
-    server = launch(REDIS_URL=redis_server.url)
-    await server.wait_ready()
-    access, _ = await tokens(await new_user("ann"))
-    publisher = await inbox(ws, server, access, "publisher")
-    listener = await inbox(ws, server, access, "listener")
+    publisher, listener = await publisher_and_listener(launch, ws, new_user, tokens, redis_server)
     positions = Positions()
-    await subscribe(listener, CHANNEL)
 
     for n in (1, 2, 3):
         await publish(publisher, positions, n)
