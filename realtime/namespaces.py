@@ -1,16 +1,21 @@
 """Channel namespaces and their permission rules.
 
-A rule is an async function `rule(user, name) -> bool` named by dotted path in
-`REALTIME["NAMESPACES"]`, so a project adds a namespace without touching the
-consumer. The built-in rules are below.
+A rule is a function `rule(user, name) -> bool`, plain or `async`, named by dotted path in
+`REALTIME["NAMESPACES"]`, so a project adds a namespace without touching the consumer. A
+plain rule may use the ORM: it is wrapped once, when the table is built, in Channels'
+`database_sync_to_async`, so it runs off the event loop. The built-in rules are below.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from asgiref.sync import iscoroutinefunction
+from channels.db import database_sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
@@ -62,15 +67,39 @@ def namespaces() -> dict[str, Namespace]:
 
 
 def _rule(namespace: str, action: str, path: str) -> Rule:
+    where = f"REALTIME NAMESPACES[{namespace!r}][{action!r}]"
     try:
         rule = import_string(path)
     except ImportError as exc:
-        raise ImproperlyConfigured(
-            f"REALTIME NAMESPACES[{namespace!r}][{action!r}]: cannot import {path!r}: {exc}"
-        ) from exc
+        raise ImproperlyConfigured(f"{where}: cannot import {path!r}: {exc}") from exc
     if not callable(rule):
-        raise ImproperlyConfigured(f"REALTIME NAMESPACES[{namespace!r}][{action!r}]: {path!r} is not callable")
-    return rule
+        raise ImproperlyConfigured(f"{where}: {path!r} is not callable")
+    if iscoroutinefunction(rule):
+        return rule
+    target = rule
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not inspect.isroutine(target) or inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+        raise ImproperlyConfigured(
+            f"{where}: {path!r} is not a function; a rule is a plain or `async` function "
+            f"`rule(user, name) -> bool` (got {type(rule).__name__} {rule!r})"
+        )
+    return _off_the_loop(rule, path)
+
+
+def _off_the_loop(rule: Callable[[Any, str], bool], path: str) -> Rule:
+    """A plain rule as an async one that runs in Channels' database thread (the ORM allowed)."""
+
+    @functools.wraps(rule)
+    def checked(user, name: str) -> bool:
+        answer = rule(user, name)
+        if inspect.isawaitable(answer):  # a sync wrapper around an async rule: never grant on a coroutine
+            if inspect.iscoroutine(answer):
+                answer.close()
+            raise TypeError(f"the namespace rule {path} returned an awaitable: declare it `async def`")
+        return answer
+
+    return database_sync_to_async(checked)
 
 
 def resolve(channel: str) -> tuple[Namespace, str]:
