@@ -41,6 +41,7 @@ from .live import LIVE
 from .node import node_name
 from .outbox import Outbox, Overflow, close_message
 from .protocol import CloseCode
+from .signals import SocketSignals, channel_unsubscribed, socket_connected, socket_disconnected
 from .socket_state import SocketState
 from .subscriptions import Subscriptions
 
@@ -94,7 +95,9 @@ class RealtimeConsumer(AsyncConsumer):
         self.bad_frames: ErrorWindow | None = None
         self.rate_errors: ErrorWindow | None = None
         self.groups: list[str] = []
-        self.subscriptions = Subscriptions(self)
+        self.signals = SocketSignals(type(self))  # realtime.signals: this socket's ordered chain
+        self.welcomed = False  # `welcome` went out (and `socket_connected` with it)
+        self.subscriptions = Subscriptions(self, self.signals)
         self.record: resumption.SessionRecord | None = None  # the session's record for resume, once authenticated
         self.ping_sent_at: float | None = None  # when the heartbeat `ping` was queued, until its `pong`
         self.ended: tuple[int | None, str, str] | None = None  # (code, reason, by whom): set by on_disconnect
@@ -117,6 +120,8 @@ class RealtimeConsumer(AsyncConsumer):
         finally:
             self._stop_tasks()
             self._log_close()
+            if self.welcomed:
+                self._signal_disconnected()
             LIVE.discard(self)  # however it ended: the beat renews nothing of it from now on
             if self.outbox is not None:  # counted as open in on_connect
                 metrics.connection_ended()
@@ -186,15 +191,26 @@ class RealtimeConsumer(AsyncConsumer):
                     self.send_frame(protocol.error(protocol.ErrorCode.BAD_REQUEST, message))
             await self.start_session(None, user, auth.get("method") or "", auth.get("expires_at"), resume, positions)
 
+    def _end(self) -> tuple[int | None, str, str]:
+        """How the socket ended: (code, reason, by whom)."""
+        if self.ended is not None:
+            return self.ended
+        if self.close_code is not None:  # cancelled after the server began its close (a shutdown)
+            return self.close_code, self.close_reason, "server"
+        return None, "ended without a close (cancelled)", "server"
+
+    def _signal_disconnected(self) -> None:
+        """`channel_unsubscribed` for channels still held (cancelled before `on_disconnect` left them),
+        then `socket_disconnected`: queued on the socket's chain, not awaited."""
+        for channel in self.subscriptions.active:
+            self.signals.send(channel_unsubscribed, user=self.user, session=self.session_id, channel=channel)
+        code, reason, _ = self._end()
+        self.signals.send(socket_disconnected, user=self.user, session=self.session_id, code=code, reason=reason)
+
     def _log_close(self) -> None:
         if self.outbox is None:  # never accepted: no line was written for its open either
             return
-        if self.ended is not None:
-            code, reason, by = self.ended
-        elif self.close_code is not None:  # cancelled after the server began its close (a shutdown)
-            code, reason, by = self.close_code, self.close_reason, "server"
-        else:
-            code, reason, by = None, "ended without a close (cancelled)", "server"
+        code, reason, by = self._end()
         socket_log.info(
             "socket close session=%s user=%s code=%s reason=%s by=%s",
             self.session_id, self.user.pk if self.user is not None else "-", code, reason, by,
@@ -367,6 +383,8 @@ class RealtimeConsumer(AsyncConsumer):
             "socket auth session=%s user=%s method=%s resumed=%s",
             self.session_id, user.pk, method, "yes" if restored is not None else "no",
         )  # fmt: skip
+        self.welcomed = True
+        self.signals.send(socket_connected, user=user, session=self.session_id, scope=self.scope)
         if restored:
             await self.subscriptions.restore(restored)
 

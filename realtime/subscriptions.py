@@ -40,6 +40,7 @@ from .exceptions import (
 )
 from .fanout import get_hub
 from .namespaces import Namespace, allowed, check_access, resolve
+from .signals import SocketSignals, channel_subscribed, channel_unsubscribed
 from .socket_state import Socket
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,9 @@ class Subscription:
 class Subscriptions:
     """The subscriptions of one connection, and publish permissions it has already checked."""
 
-    def __init__(self, consumer: Socket) -> None:
+    def __init__(self, consumer: Socket, signals: SocketSignals | None = None) -> None:
         self.consumer = consumer
+        self.signals = signals if signals is not None else SocketSignals(type(consumer))  # realtime.signals
         self.active: dict[str, Subscription] = {}
         self.may_publish: dict[str, bool] = {}
         # Channels being joined: live publications heard before the position is read wait here.
@@ -148,6 +150,8 @@ class Subscriptions:
             )
         )
         self._replay(sub, self.joining.pop(channel, []))
+        user, session = self.consumer.user, self.consumer.session_id
+        self.signals.send(channel_subscribed, user=user, session=session, channel=channel)
         await self._record()
         if change is not None and namespace.join_leave:
             await presence.announce_quietly(channel, change)
@@ -226,18 +230,22 @@ class Subscriptions:
         if sub is None:
             return
         get_hub().discard(channel, self)
-        if not dropped:
-            await self._record()
-        if sub.namespace.presence and own_presence:
-            try:
-                if dropped:
-                    await presence.drop(channel, self.consumer.session_id)
-                else:
-                    change = await presence.remove(channel, self.consumer.session_id)
-                    if sub.namespace.join_leave:
-                        await presence.announce(channel, change)
-            except Exception as exc:  # presence is advisory: its entry lapses on its own
-                logger.warning("presence update of %s on %s failed: %r", self.consumer.session_id, channel, exc)
+        try:
+            if not dropped:
+                await self._record()
+            if sub.namespace.presence and own_presence:
+                try:
+                    if dropped:
+                        await presence.drop(channel, self.consumer.session_id)
+                    else:
+                        change = await presence.remove(channel, self.consumer.session_id)
+                        if sub.namespace.join_leave:
+                            await presence.announce(channel, change)
+                except Exception as exc:  # presence is advisory: its entry lapses on its own
+                    logger.warning("presence update of %s on %s failed: %r", self.consumer.session_id, channel, exc)
+        finally:  # the subscription is gone whatever failed above (or was cancelled)
+            user, session = self.consumer.user, self.consumer.session_id
+            self.signals.send(channel_unsubscribed, user=user, session=session, channel=channel)
 
     async def end(self, channel: str, reason: str) -> None:
         """The server ends a subscription (membership removed, state lost): push `unsubscribed` with a reason."""
