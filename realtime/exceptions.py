@@ -1,26 +1,7 @@
-"""Errors of the real-time engine (the names as they were: the tree lives in `realtime.core.errors`,
-`SERVICE_ERRORS` and `backing_service` in `realtime.services`).
+"""Errors of the real-time engine, by the names the rest of the code imports.
 
-Each one becomes exactly one frame through the consumer's single error path
-(`realtime.consumers.RealtimeConsumer.handle_error`)::
-
-    RealtimeError                 -> {"type": "error", "code": ...}, socket stays open
-    ├── BadRequest                   bad_request
-    │   └── TooLarge                 too_large
-    ├── Unauthorized                 unauthorized
-    ├── Forbidden                    forbidden
-    ├── PermissionDenied             permission_denied
-    ├── UnknownNamespace             unknown_namespace
-    ├── AlreadySubscribed            already_subscribed
-    ├── NotSubscribed                not_subscribed
-    ├── LimitExceeded                limit_exceeded
-    ├── RateLimited                  rate_limited
-    └── Unavailable                  unavailable
-    Disconnect                    -> {"type": "disconnect", ...} then close with its code
-
-Anything else is a server fault: logged with a reference, `internal` (or close 1011).
-A failure of a backing service (Redis, the database) becomes `Unavailable` in one
-place, `backing_service`, shared by the socket handlers, the HTTP API and the commands.
+The tree and what frame each becomes: `realtime.core.errors`; the one place where a failing
+backing service (Redis, the database) becomes `Unavailable`: `realtime.services`.
 """
 
 from __future__ import annotations
