@@ -1,19 +1,10 @@
-"""App config of the accounts app (JWT over HTTP and WebSocket)."""
+"""App config of the reference deployment's accounts app: the demo page and its users, the user admin."""
 
 from django.apps import AppConfig
 
 
 class AccountsConfig(AppConfig):
-    """Accounts: token endpoints, logout, credential revocation and the socket authentication pieces."""
+    """Accounts of the reference deployment; everything a socket needs is in the `realtime` app."""
 
     name = "accounts"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        """Watch the user model for changes that revoke credentials; count failed logins."""
-        from django.contrib.auth.signals import user_login_failed
-
-        from . import receivers, throttling
-
-        receivers.connect()
-        user_login_failed.connect(throttling.count_failure, dispatch_uid="accounts.count_login_failure")

@@ -4,9 +4,9 @@ JWT access tokens are stateless: blacklisting the refresh token at logout does n
 stop an access token already handed out, which could reconnect a socket until it
 expires. So each revocation (logout, deactivation, a password change) stores a
 time, and every access token issued before it is rejected, by the socket
-(`accounts.tokens`), the HTTP API (`accounts.authentication`) and token verify alike.
+(`realtime.auth.tokens`), the HTTP API (`realtime.auth.drf`) and token verify alike.
 A password change, a deactivation and a logout with `all` also store a time for the
-refresh tokens, which `token/refresh/` then refuses (`accounts.views`).
+refresh tokens, which `token/refresh/` then refuses (`realtime.http.token_views`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.utils import timezone
 
-from .signals import REASONS, credentials_revoked
+from realtime.signals import REASONS, credentials_revoked
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -61,7 +61,7 @@ def issued_before(revoked_at: datetime | None, issued_at: int | None, issued_at_
     # and one issued at 12.9 s both carry iat=12. So a token from an earlier second
     # is revoked, one from a later second is not, and in the revocation's own second
     # only a token stamped to the microsecond (`iat_us`, which the token endpoints
-    # add: accounts.tokens.PreciseAccessToken and PreciseRefreshToken) can show it came after; one without
+    # add: realtime.auth.tokens.PreciseAccessToken and PreciseRefreshToken) can show it came after; one without
     # the stamp is revoked. Thus a user who logs out and straight back in gets a
     # working token, and no token issued before a revocation survives it. Token
     # issuers and this check must share a clock (NTP) for that to hold.

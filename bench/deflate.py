@@ -36,7 +36,7 @@ from flood import PASSWORD, USERNAME, prepare  # noqa: E402
 from scenarios import cpu_seconds  # noqa: E402
 from targets import NAMESPACES, ROOT  # noqa: E402
 
-from realtime.conf import OPTIONS  # noqa: E402
+from realtime.support.conf import OPTIONS  # noqa: E402
 from tests.e2e.servers import UvicornServer, proc_status_kib, server_env  # noqa: E402
 
 CHANNEL = "bench:deflate"

@@ -127,7 +127,7 @@ print(json.dumps([[user.id, str(AccessToken.for_user(user))] for user in users])
 # (history in Redis, then the channel layer), so that publications happen while the server is dead.
 PUBLISHER = """
 import json, sys, time
-from realtime.publish import publish_sync
+from realtime.pubsub.publishing import publish_sync
 print("ready", flush=True)
 seq = 0
 for line in sys.stdin:
@@ -602,7 +602,7 @@ def profile_summary(path: Path, top: int = 15) -> dict:
 
 
 def _frame(frame: str) -> str:
-    """`handle (realtime/consumers.py:120)` -> `handle (realtime/consumers.py)`: one entry per function."""
+    """`handle (realtime/socket/consumer.py:120)` -> `handle (realtime/socket/consumer.py)`: one entry per function."""
     name, _, where = frame.partition(" (")
     where = where.rstrip(")").rsplit(":", 1)[0]
     for marker in ("site-packages/", str(ROOT) + "/", "lib/python3"):

@@ -26,7 +26,7 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 
 from project.serve import command as serve_command  # noqa: E402
-from realtime.conf import DEFAULT_NAMESPACES  # noqa: E402
+from realtime.support.conf import DEFAULT_NAMESPACES  # noqa: E402
 from tests.e2e.servers import HOST, DaphneServer, server_env  # noqa: E402
 
 # The channels of the benchmark live in their own namespace: history and offsets as `public`

@@ -32,7 +32,7 @@ HEAD_BYTES = 16384
 def ws_max_size() -> int:
     """The largest WebSocket message a server reads: FRAME_HEADROOM × REALTIME's `MAX_FRAME_BYTES`."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    from realtime.conf import realtime_settings
+    from realtime.support.conf import realtime_settings
 
     return FRAME_HEADROOM * realtime_settings.MAX_FRAME_BYTES
 
@@ -41,9 +41,9 @@ def uvicorn_options() -> list[str]:
     """uvicorn's command-line arguments for this project, the application first."""
     return [
         APPLICATION,
-        "--http", "project.uvicorn_protocols:HTTPProtocol",  # h11, with a deadline for each request head
+        "--http", "realtime.server.uvicorn:HTTPProtocol",  # h11, with a deadline for each request head
         "--h11-max-incomplete-event-size", str(HEAD_BYTES),
-        "--ws", "project.uvicorn_protocols:WebSocketProtocol",  # websockets-sansio, answering refused handshakes
+        "--ws", "realtime.server.uvicorn:WebSocketProtocol",  # websockets-sansio, answering refused handshakes
         "--ws-max-size", str(ws_max_size()),
         "--ws-per-message-deflate", "false",
         "--ws-ping-interval", "0",

@@ -14,7 +14,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from .devkey import check_signing_key
+from project.devkey import check_signing_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -132,7 +132,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_PREFIX = env.str("REDIS_PREFIX", default="rt")
 if REDIS_URL:
-    from .layers import redis_channel_layer
+    from realtime.engine.layer import redis_channel_layer
 
     CHANNEL_LAYERS = redis_channel_layer(
         REDIS_URL,
@@ -171,19 +171,19 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.authentication.JWTAuthentication",
+        "realtime.auth.drf.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "accounts.errors.exception_handler",
+    "EXCEPTION_HANDLER": "realtime.http.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     # The client address (login throttling): the peer's, unless this many proxies are in front;
     # then the one they recorded in X-Forwarded-For. A client cannot choose it.
     "NUM_PROXIES": env.int("TRUSTED_PROXY_COUNT", default=0),
 }
 
-# Login throttling (accounts/throttling.py): failed logins per username and per address over
+# Login throttling (realtime/http/throttling.py): failed logins per username and per address over
 # LOGIN_WINDOW seconds, then 429 with Retry-After; password checks at once per process.
 LOGIN_FAILURES_PER_USER = env.int("LOGIN_FAILURES_PER_USER", default=10)
 LOGIN_FAILURES_PER_ADDRESS = env.int("LOGIN_FAILURES_PER_ADDRESS", default=50)
@@ -207,7 +207,7 @@ if not DEBUG:
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # Timers, limits and namespaces of the real-time engine. Defaults and meanings:
-# realtime/conf.py and docs/configuration.md. Each key can also be set from the
+# realtime/support/conf.py and docs/configuration.md. Each key can also be set from the
 # environment as REALTIME_<KEY>.
 REALTIME: dict = {}
 

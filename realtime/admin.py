@@ -1,4 +1,7 @@
-"""Admin pages of the real-time engine: rooms, socket sessions (with live controls), server processes."""
+"""Admin pages of the real-time engine: rooms, socket sessions (with live controls), server processes.
+
+And the token blacklist's admins without the token text (`realtime.auth.token_admin`).
+"""
 
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ from django.utils.html import format_html
 from django.utils.timezone import localtime
 from django.views.decorators.http import require_POST
 
-from .control import disconnect_channels_sync
-from .models import Connection, Membership, Node, Room
-from .node import STALE_CODE, STALE_REASON, stale_cutoff
-from .protocol import CloseCode
+from realtime.auth import token_admin  # noqa: F401 - replaces simplejwt's token admins
+from realtime.core.protocol import CloseCode
+from realtime.models import Connection, Membership, Node, Room
+from realtime.runtime.node import STALE_CODE, STALE_REASON, stale_cutoff
+from realtime.sessions.control import disconnect_channels_sync
 
 logger = logging.getLogger(__name__)
 SESSION_PREFIX = 10  # characters of a session id in the list: `s_` and 8 hex digits

@@ -19,9 +19,10 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .conf import realtime_settings
-from .exceptions import BadRequest, PermissionDenied, UnknownNamespace, backing_service
-from .protocol import CHANNEL_RE
+from realtime.core.errors import BadRequest, PermissionDenied, UnknownNamespace
+from realtime.core.protocol import CHANNEL_RE
+from realtime.support.conf import realtime_settings
+from realtime.support.services import backing_service
 
 Rule = Callable[[Any, str], Awaitable[bool]]
 Action = Literal["subscribe", "publish"]
@@ -148,7 +149,7 @@ async def own_user(user, name: str) -> bool:
 
 async def room_member(user, name: str) -> bool:
     """Members of the `Room` whose slug is the channel name."""
-    from .models import Room
+    from realtime.models import Room
 
     if not getattr(user, "is_authenticated", False):
         return False

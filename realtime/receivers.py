@@ -13,11 +13,14 @@ from django.db.models import QuerySet
 from django.db.models.signals import post_delete, pre_delete
 from django.dispatch import receiver
 
-from accounts.signals import credentials_revoked
-
-from .control import disconnect_django_session_sync, disconnect_user_sync, end_channel_for_user_sync
-from .models import Membership, Room
-from .protocol import CloseCode
+from realtime.core.protocol import CloseCode
+from realtime.models import Membership, Room
+from realtime.sessions.control import (
+    disconnect_django_session_sync,
+    disconnect_user_sync,
+    end_channel_for_user_sync,
+)
+from realtime.signals import credentials_revoked
 
 logger = logging.getLogger(__name__)
 

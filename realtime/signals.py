@@ -16,6 +16,11 @@ a thread, the ORM allowed) and async ones both work, and one that raises is logg
 never waits for receivers: a signal with listeners is sent from a task, one ordered chain
 per socket (connected < subscribed < unsubscribed < disconnected); a signal without any
 costs one `has_listeners()` check. Connect receivers at start-up (an `AppConfig.ready`).
+
+And one about credentials: `credentials_revoked(sender, user, reason)`, sent after the
+transaction that revoked a user's credentials commits (logout, deactivation, a password
+change, deletion); the app itself listens and closes every socket of that user (4503) on
+every server process.
 """
 
 from __future__ import annotations
@@ -32,6 +37,17 @@ socket_connected = Signal()
 socket_disconnected = Signal()
 channel_subscribed = Signal()
 channel_unsubscribed = Signal()
+
+#: Sent after the transaction that revoked a user's credentials commits.
+#:
+#: Arguments: ``sender`` is the user model (``get_user_model()``); ``user`` is the
+#: user (for ``"deleted"``, a copy taken before the row went, so ``user.pk`` is
+#: still set); ``reason`` is one of `REASONS`. Access tokens issued before the
+#: revocation are rejected from then on (`realtime.models.CredentialState`).
+credentials_revoked = Signal()
+
+#: Every `reason` `credentials_revoked` is sent with.
+REASONS = frozenset({"logout", "deactivated", "password_changed", "deleted"})
 
 _pending: set[asyncio.Task] = set()  # strong references until each is sent
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api
+from realtime.http import api
 
 app_name = "realtime"
 

@@ -10,8 +10,8 @@ import redis
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from accounts.tokens import PreciseRefreshToken
-from project.layers import redis_channel_layer
+from realtime.auth.tokens import PreciseRefreshToken
+from realtime.engine.layer import redis_channel_layer
 
 PASSWORD = "correct-horse-battery"
 

@@ -1,4 +1,4 @@
-"""The pure base of `realtime`: wire codes and the error tree, with no Django and no I/O.
+"""Layer 0: the protocol's vocabulary: frames, codes, errors, limits, wire text. No Django, no I/O.
 
-Everything here imports only other `realtime.core` modules (docs/plans/reusable-app.md, layer 0).
+Everything here imports only other `realtime.core` modules (docs/design.md, "Layers").
 """

@@ -1,6 +1,6 @@
 """Error codes and close codes of the wire protocol (docs/protocol.md), with the table of close reasons.
 
-Pure: no Django, no I/O. `realtime.protocol` re-exports every name.
+Pure: no Django, no I/O. `realtime.core.protocol` re-exports every name.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Errors of the real-time engine.
 
 Each one becomes exactly one frame through the consumer's single error path
-(`realtime.consumers.RealtimeConsumer.handle_error`)::
+(`realtime.socket.consumer.RealtimeConsumer.handle_error`)::
 
     RealtimeError                 -> {"type": "error", "code": ...}, socket stays open
     ├── BadRequest                   bad_request
@@ -19,14 +19,14 @@ Each one becomes exactly one frame through the consumer's single error path
 
 Anything else is a server fault: logged with a reference, `internal` (or close 1011).
 A failure of a backing service (Redis, the database) becomes `Unavailable` in one
-place, `realtime.services.backing_service`.
+place, `realtime.support.services.backing_service`.
 
-Pure: imports only `realtime.core.codes`. `realtime.exceptions` re-exports every name.
+Pure: imports only `realtime.core.codes`. The rest of the app imports them from here.
 """
 
 from __future__ import annotations
 
-from .codes import CloseCode, ErrorCode, RequestId
+from realtime.core.codes import CloseCode, ErrorCode, RequestId
 
 
 class RealtimeError(Exception):

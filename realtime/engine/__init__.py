@@ -13,7 +13,8 @@ import weakref
 from django.conf import settings
 from django.core.signals import setting_changed
 
-from .base import (
+from realtime.core.frames import publication_parts
+from realtime.engine.base import (
     Engine,
     OverQuota,
     Position,
@@ -23,9 +24,8 @@ from .base import (
     SessionWrite,
     Slice,
     TakenSession,
-    publication_parts,
 )
-from .memory import MemoryEngine
+from realtime.engine.memory import MemoryEngine
 
 __all__ = [
     "Engine",
@@ -56,7 +56,7 @@ def get_engine() -> Engine:
     loop = asyncio.get_running_loop()
     engine = _redis.get(loop)
     if engine is None:
-        from .redis import RedisEngine
+        from realtime.engine.redis import RedisEngine
 
         engine = _redis[loop] = RedisEngine(url, settings.REDIS_PREFIX)
     return engine

@@ -6,20 +6,18 @@ and `RedisEngine` (many processes). One contract test suite runs against both
 
 Publications are stored as their JSON text (the publication object of
 docs/protocol.md section 4), built once when published; replies and pushes
-splice that text in rather than serialising it again.
+splice that text in rather than serialising it again (`realtime.core.frames`).
 """
 
 from __future__ import annotations
 
-import json
 import secrets
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import Position  # (epoch, offset): the same position the protocol speaks of
+from realtime.core.protocol import Position  # (epoch, offset): the same position the protocol speaks of
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,29 +95,6 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-def now_ms() -> int:
-    """Milliseconds since the Unix epoch (the `ts` of a publication)."""
-    return int(time.time() * 1000)
-
-
-def publication_parts(channel: str, data: Any, user: int | None, ts: int) -> tuple[str, str]:
-    """The JSON text of a publication around its position: `head + '"epoch":..,"offset":..' + tail`.
-
-    `data` is serialised here, once; the backend only splices in the position.
-    """
-    head = '{"channel":' + json.dumps(channel) + ","
-    tail = (
-        ',"data":'
-        + json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        + ',"user":'
-        + ("null" if user is None else str(int(user)))
-        + ',"ts":'
-        + str(ts)
-        + "}"
-    )
-    return head, tail
-
-
 def count_members(users) -> list[dict[str, Any]]:
     """One entry per user, with its number of connections, ordered by username then id."""
     counts: dict[Any, int] = {}
@@ -129,36 +104,6 @@ def count_members(users) -> list[dict[str, Any]]:
         info.setdefault(user["id"], user)
     ordered = sorted(info.values(), key=lambda u: (str(u.get("username", "")), str(u["id"])))
     return [{**user, "connections": counts[user["id"]]} for user in ordered]
-
-
-def splice_position(head: str, epoch: str, offset: int, tail: str) -> str:
-    """The publication text with its position in place."""
-    return f'{head}"epoch":"{epoch}","offset":{offset}{tail}'
-
-
-# ---------------------------------------------------------------- fan-out events
-#
-# What a process hears on a channel (the engine sends it; `realtime.fanout` reads it):
-#   m<epoch> <offset> <ts> <message frame>     a publication, its `message` frame serialised once
-#   p<JSON {"joined": [...], "left": [...]}>   users joined or left (presence)
-
-PUBLICATION_EVENT = "m"
-PRESENCE_EVENT = "p"
-
-
-def message_frame(publication_text: str) -> str:
-    """The `message` push of a stored publication: its JSON with `"type"` in front."""
-    return '{"type":"message",' + publication_text[1:]
-
-
-def publication_event(epoch: str, offset: int, ts: int, text: str) -> str:
-    """The fan-out event of a stored publication: its position, its `ts`, its `message` frame."""
-    return f"{PUBLICATION_EVENT}{epoch} {offset} {ts} {message_frame(text)}"
-
-
-def ts_of(head: str, tail: str) -> int:
-    """The `ts` that `publication_parts` put at the end of `tail`."""
-    return int(tail[tail.rindex(":") + 1 : -1])
 
 
 class Listener(ABC):

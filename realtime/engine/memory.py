@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from ..limits import KeyedBuckets, utf8_size
-from .base import (
+from realtime.core.frames import publication_event, splice_position, ts_of
+from realtime.core.limits import KeyedBuckets, utf8_size
+from realtime.engine.base import (
     Engine,
     Listener,
     OverQuota,
@@ -29,9 +30,6 @@ from .base import (
     TakenSession,
     count_members,
     new_epoch,
-    publication_event,
-    splice_position,
-    ts_of,
 )
 
 

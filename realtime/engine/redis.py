@@ -56,8 +56,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ..redis_pool import bounded_pool
-from .base import (
+from realtime.core.frames import splice_position, ts_of
+from realtime.engine.base import (
     Engine,
     Listener,
     OverQuota,
@@ -70,9 +70,8 @@ from .base import (
     TakenSession,
     count_members,
     new_epoch,
-    splice_position,
-    ts_of,
 )
+from realtime.engine.pool import bounded_pool
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +139,7 @@ end
 # the history, trimmed by count and by bytes (the list's UTF-8 bytes are kept in the meta hash's
 # `bytes`, 0 when minted; a list written before `bytes` existed is counted once), oldest first,
 # the newest always kept.
-# The fan-out event (realtime.engine.base.publication_event) is published in the same script,
+# The fan-out event (realtime.core.frames.publication_event) is published in the same script,
 # so the events of a channel go out in offset order whoever publishes.
 PUBLISH = (
     _STREAM

@@ -66,7 +66,7 @@ def _collected_static() -> None:
     """`collectstatic` into STATIC_ROOT (git-ignored `staticfiles/`), as a deployment does before
     starting daphne: with DEBUG=0 the servers serve /static/ from there through WhiteNoise."""
     call_command("collectstatic", interactive=False, verbosity=0)
-    assert (Path(settings.STATIC_ROOT) / "realtime" / "demo.js").is_file()
+    assert (Path(settings.STATIC_ROOT) / "accounts" / "demo.js").is_file()
 
 
 def chromium_path() -> str:

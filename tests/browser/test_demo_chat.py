@@ -25,7 +25,7 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from playwright.async_api import Page, expect
 
-from realtime.management.commands.demo_data import DEMO_PASSWORD
+from accounts.management.commands.demo_data import DEMO_PASSWORD
 from realtime.models import Connection, Room
 from tests.e2e.rows import poll_queryset
 

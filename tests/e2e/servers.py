@@ -42,7 +42,7 @@ LOG_PROBLEMS = re.compile(r"Traceback \(most recent call last\)|Exception inside
 RECORD_START = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|\d+\.\d+\.\d+\.\d+:\d+ - |==== )")
 # Known upstream errors, not charged to every test: daphne's `kill_all_applications` fails with a
 # KeyError at SIGTERM while it still holds the entry of a finished HTTP request (up to 1 s; every
-# WebSocket handshake leaves one). realtime.node says "going away" to the sockets itself, so the
+# WebSocket handshake leaves one). realtime.runtime.node says "going away" to the sockets itself, so the
 # clients still hear 1001; test_sigterm_just_after_a_new_connection_still_says_going_away checks it.
 KNOWN_UPSTREAM = [("in kill_all_applications", "KeyError: 'application_instance'")]
 # The static coverage context of the server processes' measurements (scripts/runtests.py counts them).
@@ -128,7 +128,7 @@ class DaphneServer:
 
     @property
     def node(self) -> str:
-        """This process's `Node.name`, as `realtime.node.node_name()` computes it inside it."""
+        """This process's `Node.name`, as `realtime.runtime.node.node_name()` computes it inside it."""
         return f"{socket.gethostname()[:150]}:{self.pid}"
 
     # ------------------------------------------------------------ lifecycle

@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 
-from accounts.bulk import deactivate
+from realtime.auth.bulk import deactivate
 
 pytestmark = [pytest.mark.e2e]
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from realtime.conf import DEFAULT_NAMESPACES
 from realtime.models import Room
+from realtime.support.conf import DEFAULT_NAMESPACES
 
 from .client import Inbox
 from .servers import DaphneServer

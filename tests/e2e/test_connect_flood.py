@@ -20,7 +20,7 @@ from .test_metrics_e2e import TOKEN, scrape, value
 
 pytestmark = [pytest.mark.e2e]
 
-CONNECT_BURST, CONNECT_RATE = 30, 1.0  # the defaults (realtime/conf.py)
+CONNECT_BURST, CONNECT_RATE = 30, 1.0  # the defaults (realtime/support/conf.py)
 
 
 async def answer(server, token: str) -> dict:

@@ -63,7 +63,7 @@ def runserver(server_base_env, tmp_path):
 
 @pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "sigint-ignored"])
 async def test_ctrl_c_on_runserver_says_going_away_and_closes_the_rows(runserver, new_user, tokens, sigint):
-    """Also when started with SIGINT ignored (a background `make run`, nohup): realtime.devserver installs
+    """Also when started with SIGINT ignored (a background `make run`, nohup): realtime.server.devserver installs
     the child's handler itself rather than relying on the inherited disposition."""
     user = await new_user("ann")
     access, _ = await tokens(user)

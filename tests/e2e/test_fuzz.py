@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
-from realtime.protocol import MAX_ID_LENGTH, ErrorCode
+from realtime.core.protocol import MAX_ID_LENGTH, ErrorCode
 from tests.conftest import make_tokens
 
 from .client import Client
@@ -180,7 +180,7 @@ def expected_reply(wire: str | bytes) -> tuple[Any, str] | None:
         return None
     kind = frame.get("type")
     if kind == "pong":
-        return None  # the answer to a server ping: no reply (realtime.handlers.handle_pong)
+        return None  # the answer to a server ping: no reply (realtime.socket.handlers.handle_pong)
     return frame["id"], kind if isinstance(kind, str) else ""
 
 

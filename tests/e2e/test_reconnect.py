@@ -22,7 +22,7 @@ from django.test import override_settings
 from realtime_client import Client, PasswordLogin, RealtimeError
 
 from realtime.engine import reset_engines
-from realtime.publish import publish
+from realtime.pubsub.publishing import publish
 from tests.conftest import PASSWORD
 
 from .redis_server import RedisServer, private_redis

@@ -18,7 +18,7 @@ from realtime_client import Client
 
 from realtime.engine import reset_engines
 from realtime.models import Connection, Node
-from realtime.publish import publish
+from realtime.pubsub.publishing import publish
 
 from .rows import poll_rows
 

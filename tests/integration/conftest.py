@@ -8,15 +8,13 @@ from contextlib import contextmanager
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from accounts.middleware import JWTAuthMiddlewareStack
-from project.layers import redis_channel_layer
-from realtime import presence
+from realtime.asgi import websocket_application
 from realtime.engine import reset_engines
-from realtime.routing import websocket_urlpatterns
+from realtime.engine.layer import redis_channel_layer
+from realtime.pubsub import presence
 from tests.conftest import make_tokens
 
 RECEIVE_TIMEOUT = 5  # generous: a limit on waiting for an event, never a measurement
@@ -88,8 +86,8 @@ class Socket:
 
 @pytest.fixture
 def ws_app():
-    """The WebSocket side of project/asgi.py: JWT middleware, router, consumer."""
-    return JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+    """The WebSocket side of `realtime_application`: JWT middleware, router, gate, consumer."""
+    return websocket_application()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Faults on purpose: the fan-out and the channel layer are transports, not stores.
 
-`lossy_fanout` and `echoing_fanout` make this process's hub (realtime.fanout) lose or
+`lossy_fanout` and `echoing_fanout` make this process's hub (realtime.pubsub.hub) lose or
 repeat publications as they arrive from the engine (the real memory engine or Redis):
 what a Redis pub/sub reconnect or a repeated delivery would do. Apply them before the
 sockets of the test subscribe. `break_presence` makes a real Redis fail presence alone, and
@@ -12,10 +12,10 @@ from unittest import mock
 
 from channels.layers import InMemoryChannelLayer
 
+from realtime.core.frames import PUBLICATION_EVENT
 from realtime.engine import get_engine
-from realtime.engine.base import PUBLICATION_EVENT
 from realtime.engine.memory import MemoryEngine
-from realtime.fanout import Hub
+from realtime.pubsub.hub import Hub
 
 
 def _offset(event: str) -> int | None:

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from realtime.admission import GATE
+from realtime.socket.admission import GATE
 from tests.conftest import make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

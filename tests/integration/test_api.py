@@ -13,10 +13,12 @@ from django.contrib.auth.models import Permission
 from django.db import connections
 from django.test import override_settings
 
-from realtime import exceptions, presence, protocol
-from realtime.api import to_api_error
+from realtime.core import errors as exceptions
+from realtime.core import protocol
 from realtime.engine import reset_engines
+from realtime.http.api import to_api_error
 from realtime.models import Room
+from realtime.pubsub import presence
 from tests.conftest import make_tokens
 from tests.integration.conftest import engine_backend
 

@@ -8,9 +8,9 @@ from rest_framework.settings import api_settings
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from accounts.authentication import JWTAuthentication
 from accounts.models import revoke_credentials
-from accounts.tokens import PreciseAccessToken, PreciseRefreshToken
+from realtime.auth.drf import JWTAuthentication
+from realtime.auth.tokens import PreciseAccessToken, PreciseRefreshToken
 from tests.conftest import PASSWORD, make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -181,7 +181,7 @@ def test_expired_access_token_is_401(api, user):
     assert response.json()["code"] == "unauthorized"
 
 
-# Revocation over HTTP: accounts.authentication.JWTAuthentication rejects what the socket rejects.
+# Revocation over HTTP: realtime.auth.drf.JWTAuthentication rejects what the socket rejects.
 
 
 def authenticated_post(api, access: str):

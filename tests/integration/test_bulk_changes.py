@@ -1,5 +1,5 @@
 """Bulk changes reach open sockets: room memberships deleted in any way (through-model querysets
-included) end the room's channel once, and `accounts.bulk.deactivate` closes the users' sockets
+included) end the room's channel once, and `realtime.auth.bulk.deactivate` closes the users' sockets
 and revokes their tokens as a save of each would."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from accounts.bulk import deactivate
 from accounts.models import CredentialState
-from realtime.control import CHANNEL_END_EVENT, DISCONNECT_EVENT, user_group
+from realtime.auth.bulk import deactivate
 from realtime.models import Room
+from realtime.sessions.control import CHANNEL_END_EVENT, DISCONNECT_EVENT, user_group
 from tests.conftest import make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

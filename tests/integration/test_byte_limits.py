@@ -11,9 +11,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from realtime.conf import DEFAULT_NAMESPACES
 from realtime.engine import get_engine
-from realtime.publish import publish
+from realtime.pubsub.publishing import publish
+from realtime.support.conf import DEFAULT_NAMESPACES
 from tests.conftest import make_tokens
 from tests.integration.test_api import PUBLISH, assert_error, history_url
 

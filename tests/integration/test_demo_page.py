@@ -10,11 +10,11 @@ from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.test import Client, override_settings
 
-from realtime.management.commands.demo_data import DEMO_PASSWORD, USERS
+from accounts.management.commands.demo_data import DEMO_PASSWORD, USERS
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
-ASSETS = ("realtime/demo.js", "realtime/demo.css", "realtime/realtime.js")
+ASSETS = ("accounts/demo.js", "accounts/demo.css", "realtime/realtime.js")
 
 
 @pytest.fixture
@@ -30,8 +30,8 @@ def test_the_page_needs_no_login(page):
 
 
 def test_the_page_loads_the_module_and_the_stylesheet_from_static(page):
-    assert '<script type="module" src="/static/realtime/demo.js"></script>' in page
-    assert '<link rel="stylesheet" href="/static/realtime/demo.css">' in page
+    assert '<script type="module" src="/static/accounts/demo.js"></script>' in page
+    assert '<link rel="stylesheet" href="/static/accounts/demo.css">' in page
     # Nothing from elsewhere: no CDN, no external fonts.
     assert not re.search(r"""(src|href)=["'](https?:)?//""", page)
 
@@ -70,8 +70,8 @@ def test_the_static_files_exist(asset):
 
 def test_the_module_imports_the_client_relatively():
     # Relative, so it works under any STATIC_URL.
-    source = open(finders.find("realtime/demo.js"), encoding="utf-8").read()
-    assert 'from "./realtime.js"' in source
+    source = open(finders.find("accounts/demo.js"), encoding="utf-8").read()
+    assert 'from "../realtime/realtime.js"' in source
     # Data goes into the page as text, never as markup.
     assert "innerHTML" not in source and "insertAdjacentHTML" not in source
 

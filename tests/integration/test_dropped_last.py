@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from realtime.engine import Position, get_engine
 from realtime.engine.redis import RedisEngine
-from realtime.publish import publish
+from realtime.pubsub.publishing import publish
 from tests.integration.lossy import lossy_fanout
 from tests.integration.test_engine_contract import engine, lose_history
 from tests.integration.test_engine_contract import publish as engine_publish

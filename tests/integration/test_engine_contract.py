@@ -6,7 +6,8 @@ import json
 import pytest
 import redis.asyncio as aioredis
 
-from realtime.engine.base import OverQuota, Quota, SessionWrite, TakenSession, publication_parts
+from realtime.core.frames import publication_parts
+from realtime.engine.base import OverQuota, Quota, SessionWrite, TakenSession
 from realtime.engine.memory import MemoryEngine
 from realtime.engine.redis import RedisEngine
 from tests.integration.lossy import lose_history

@@ -11,7 +11,7 @@ import json
 import pytest
 import redis
 
-from realtime.engine.base import PRESENCE_EVENT, publication_event, publication_parts
+from realtime.core.frames import PRESENCE_EVENT, publication_event, publication_parts
 from realtime.engine.memory import MemoryEngine
 from realtime.engine.redis import RedisEngine
 
@@ -157,7 +157,7 @@ async def test_the_same_prefix_on_another_database_hears_nothing(redis_url, redi
 
 
 class Frames:
-    """A hub target (`realtime.fanout.Target`) that keeps each live publication's frame and byte length."""
+    """A hub target (`realtime.pubsub.hub.Target`) that keeps each live publication's frame and byte length."""
 
     def __init__(self) -> None:
         self.got: list[tuple[str, int]] = []
@@ -181,7 +181,7 @@ class Frames:
 async def test_the_hub_hands_every_subscriber_one_frame_and_its_utf8_length(engine):
     """The send queues count UTF-8 bytes (SEND_QUEUE_BYTES): the hub measures a publication's frame once
     and hands the same string and length to each subscriber, so no subscriber encodes it again."""
-    from realtime.fanout import Hub
+    from realtime.pubsub.hub import Hub
 
     hub = Hub(engine)
     targets = [Frames(), Frames()]

@@ -11,8 +11,8 @@ import asyncio
 import pytest
 
 from realtime.engine import get_engine
-from realtime.fanout import get_hub
-from realtime.publish import publish
+from realtime.pubsub.hub import get_hub
+from realtime.pubsub.publishing import publish
 from tests.integration.test_engine_fanout import kill_listener_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -16,9 +16,9 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from realtime import sessions
-from realtime.admission import GATE
 from realtime.models import Connection
+from realtime.sessions import rows as sessions
+from realtime.socket.admission import GATE
 from tests.conftest import make_tokens
 from tests.integration.test_admission import limits, refused, still_open
 from tests.integration.test_metrics import scrape

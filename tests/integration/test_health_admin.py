@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.test import override_settings
 from rest_framework.exceptions import APIException
 
-from accounts.errors import HTTP_ERROR_CODES, exception_handler
+from realtime.http.errors import HTTP_ERROR_CODES, exception_handler
 from realtime.models import Room
 from tests.conftest import redis_layer_settings
 
@@ -108,7 +108,7 @@ def test_unknown_api_exception_keeps_its_status():
 
 
 def test_http_codes_are_protocol_codes():
-    from realtime.protocol import ErrorCode
+    from realtime.core.protocol import ErrorCode
 
     extra = {"not_found", "method_not_allowed"}  # HTTP-only codes, documented in docs/protocol.md
     assert HTTP_ERROR_CODES - extra <= {code.value for code in ErrorCode}

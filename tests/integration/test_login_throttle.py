@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from django.test import override_settings
 
-from accounts import throttling
+from realtime.http import throttling
 from tests.conftest import PASSWORD
 from tests.e2e.redis_server import RedisServer
 

@@ -14,8 +14,8 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from realtime import metrics
-from realtime.publish import publish
+from realtime.pubsub.publishing import publish
+from realtime.support import metrics
 from tests.conftest import make_tokens
 from tests.integration.lossy import lossy_fanout
 from tests.integration.test_socket_lifecycle import SlowClient
@@ -271,7 +271,7 @@ def test_http_api_errors_by_code(api, api_login, make_user, monkeypatch):
     def redis_down(*args, **kwargs):
         raise redis.ConnectionError("Redis is down")
 
-    monkeypatch.setattr("realtime.api.publish_sync", redis_down)
+    monkeypatch.setattr("realtime.http.api.publish_sync", redis_down)
     assert staff.post("/api/realtime/publish/", {"channel": "public:x", "data": 1}, format="json").status_code == 503
     api.credentials()
     with override_settings(METRICS_TOKEN=TOKEN):
@@ -285,8 +285,8 @@ def test_http_api_errors_by_code(api, api_login, make_user, monkeypatch):
 
 
 # ---------------------------------------------------------------- publications and deliveries
-# Counted in realtime.publish and realtime.subscriptions, by the calls named in realtime/metrics.py.
-CALLS = "realtime.publish / realtime.subscriptions must call realtime.metrics.{}"
+# Counted in realtime.pubsub.publishing and realtime.socket.subscriptions, by the calls named in realtime/support/metrics.py.
+CALLS = "realtime.pubsub.publishing / realtime.socket.subscriptions must call realtime.support.metrics.{}"
 
 
 async def test_publications_deliveries_and_publish_to_send_latency(backend, login):

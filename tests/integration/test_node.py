@@ -17,8 +17,9 @@ from django.db import DatabaseError, connections
 from django.test import override_settings
 from django.utils import timezone
 
-from realtime import node
 from realtime.models import Connection, Node
+from realtime.runtime import node
+from realtime.server import daphne
 
 pytestmark = [pytest.mark.integration]
 
@@ -190,7 +191,7 @@ def test_cleanup_sessions_command_uses_the_retention_setting():
 
 @pytest.mark.django_db(transaction=True)
 async def test_ensure_started_registers_and_the_beat_refreshes_last_seen(running, login):
-    from realtime import sessions
+    from realtime.sessions import rows as sessions
 
     own = node.node_name()
     await login("ann")
@@ -348,11 +349,12 @@ async def test_the_twisted_hook_runs_shutdown_before_the_reactor_stops(running, 
             self.triggers.append((phase, event, callable_))
 
     reactor = FakeReactor()
-    monkeypatch.setattr(node, "_hook_pid", None)
+    monkeypatch.setattr(daphne, "_hook_pid", None)
     monkeypatch.setitem(sys.modules, "twisted.internet.reactor", reactor)
 
-    await node.ensure_started()  # installs the hook, once
-    assert node.install_shutdown_hook() is True
+    daphne.install()  # the hook goes in once the node has started
+    await node.ensure_started()
+    assert daphne.install_shutdown_hook() is True
     assert [(phase, event) for phase, event, _ in reactor.triggers] == [("before", "shutdown")]
     row = await sync_to_async(make_conn)(node.node_name())
 
@@ -369,19 +371,19 @@ async def test_a_failing_shutdown_is_logged_and_does_not_hold_the_reactor(runnin
         raise DatabaseError("database is down")
 
     monkeypatch.setattr(node, "_retire", broken)
-    await node._shutdown_quietly()  # does not raise
+    await daphne._shutdown_quietly()  # does not raise
     assert "shutdown failed" in caplog.text
 
 
 def test_the_hook_without_an_asyncio_loop_leaves_the_rows_to_the_cleanup(caplog):
-    assert node._before_reactor_shutdown() is None
+    assert daphne._before_reactor_shutdown() is None
     assert "no asyncio loop" in caplog.text
 
 
 def test_no_hook_outside_twisted(monkeypatch):
-    monkeypatch.setattr(node, "_hook_pid", None)
+    monkeypatch.setattr(daphne, "_hook_pid", None)
     monkeypatch.delitem(sys.modules, "twisted.internet.reactor", raising=False)
-    assert node.install_shutdown_hook() is False
+    assert daphne.install_shutdown_hook() is False
 
 
 @pytest.mark.django_db(transaction=True)
@@ -404,7 +406,7 @@ async def test_node_middleware_registers_then_calls_the_app(running):
 async def test_the_beat_keeps_only_live_sockets_rows_open(running, login):
     """A socket whose consumer ended without `on_disconnect` (here: its task cancelled, as a
     server does with an application that outlives its close) must not stay "open" for ever."""
-    from realtime import sessions
+    from realtime.sessions import rows as sessions
 
     alive = await login("ann")
     gone = await login("bob")

@@ -96,13 +96,13 @@ def test_data_over_max_frame_bytes_is_an_error(engine):
 @pytest.fixture(autouse=True)
 def _warn_afresh(monkeypatch):
     """The warning is said once per process: each test is a fresh process here."""
-    from realtime import publish
+    from realtime.pubsub import publishing as publish
 
     monkeypatch.setattr(publish, "_warned", False)
 
 
 def test_publish_sync_outside_a_server_without_redis_warns_once(caplog):
-    from realtime.publish import publish_sync
+    from realtime.pubsub.publishing import publish_sync
 
     reset_engines()
     publish_sync("public:lobby", {"n": 1})

@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from realtime.engine import get_engine
-from realtime.publish import publish
+from realtime.pubsub.publishing import publish
 from tests.conftest import make_tokens
 from tests.integration.lossy import lose_history
 

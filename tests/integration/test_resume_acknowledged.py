@@ -13,9 +13,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from realtime import resume
-from realtime.live import say_going_away
-from realtime.publish import publish
+from realtime.pubsub.publishing import publish
+from realtime.sessions.live import say_going_away
+from realtime.sessions import records as resume
 from tests.conftest import make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

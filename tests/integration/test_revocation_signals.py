@@ -1,4 +1,4 @@
-"""accounts.receivers and accounts.models: which changes of a user revoke its credentials
+"""realtime.auth.watch and accounts.models: which changes of a user revoke its credentials
 and send `credentials_revoked`, and when."""
 
 import logging
@@ -9,7 +9,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import transaction
 
 from accounts.models import CredentialState, revoke_credentials
-from accounts.signals import credentials_revoked
+from realtime.signals import credentials_revoked
 from tests.conftest import PASSWORD, make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]

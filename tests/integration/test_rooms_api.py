@@ -78,7 +78,7 @@ def test_database_down_is_503_unavailable(api_login, make_user, monkeypatch):
     def broken(user):
         raise DatabaseError("the database is gone")
 
-    monkeypatch.setattr("realtime.api.rooms_of", broken)
+    monkeypatch.setattr("realtime.http.api.rooms_of", broken)
     response = client.get(ROOMS)
     assert response.status_code == 503
     assert response.json()["code"] == "unavailable"

@@ -1,5 +1,5 @@
-"""Session rows written in the background (realtime/sessions.py), the connection limit in the engine
-(realtime/slots.py), and the auth deadline under a busy database thread."""
+"""Session rows written in the background (realtime/sessions/rows.py), the connection limit in the engine
+(realtime/sessions/slots.py), and the auth deadline under a busy database thread."""
 
 import asyncio
 import contextlib
@@ -14,11 +14,14 @@ from channels.db import database_sync_to_async
 from django.db import connection, connections
 from django.test import override_settings
 
-from realtime import metrics, node, sessions, slots
-from realtime.conf import realtime_settings
 from realtime.engine import get_engine, reset_engines
 from realtime.engine.redis import RedisEngine
+from realtime.http import metrics as metrics_view
 from realtime.models import Connection
+from realtime.runtime import node
+from realtime.sessions import rows as sessions
+from realtime.sessions import slots
+from realtime.support.conf import realtime_settings
 from tests.conftest import make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -154,7 +157,7 @@ async def test_an_open_and_its_close_in_one_batch_both_land_the_close_last(user,
 
 
 def database_errors() -> float:
-    return metrics.registry().get_sample_value("realtime_service_errors_total", {"service": "database"})
+    return metrics_view.registry().get_sample_value("realtime_service_errors_total", {"service": "database"})
 
 
 async def test_a_row_the_database_refuses_does_not_take_its_batch_with_it(make_user, django_user_model, caplog):
@@ -349,7 +352,7 @@ async def test_credentials_waiting_for_a_busy_database_are_not_timed_out(connect
 
 
 def refusals(reason: str) -> float:
-    return metrics.registry().get_sample_value("realtime_connects_refused_total", {"reason": reason}) or 0.0
+    return metrics_view.registry().get_sample_value("realtime_connects_refused_total", {"reason": reason}) or 0.0
 
 
 async def user_rows(user) -> int:

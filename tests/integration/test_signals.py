@@ -9,8 +9,8 @@ import logging
 import pytest
 
 from realtime import signals
-from realtime.consumers import RealtimeConsumer
-from realtime.control import end_channel_for_user
+from realtime.sessions.control import end_channel_for_user
+from realtime.socket.consumer import RealtimeConsumer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -7,8 +7,8 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from realtime import sessions
 from realtime.models import Connection
+from realtime.sessions import rows as sessions
 from tests.conftest import make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -265,7 +265,7 @@ def database_down(monkeypatch):
     """The user lookup fails as it does when the database is unreachable (OperationalError)."""
     from django.db import OperationalError
 
-    from accounts import tokens
+    from realtime.auth import tokens
 
     def unreachable(user_id):
         raise OperationalError("could not connect to server: Connection refused")

@@ -6,10 +6,10 @@ import json
 import pytest
 from django.test import override_settings
 
-from realtime import presence
 from realtime.engine import get_engine, publication_parts, reset_engines
 from realtime.models import Room
-from realtime.publish import publish
+from realtime.pubsub import presence
+from realtime.pubsub.publishing import publish
 from tests.integration.lossy import break_presence, echoing_fanout, lossy_fanout
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -7,10 +7,12 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from realtime import handlers, protocol, sessions
-from realtime.consumers import SocketState
-from realtime.live import LIVE
+from realtime.core import protocol
 from realtime.models import Connection
+from realtime.sessions.live import LIVE
+from realtime.sessions import rows as sessions
+from realtime.socket import handlers
+from realtime.socket.consumer import SocketState
 from tests.conftest import make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -166,7 +168,7 @@ async def test_unexpected_errors_close_1011_with_a_reference(authed, monkeypatch
 
     monkeypatch.setitem(handlers.HANDLERS, protocol.Ping, broken)
     socket = await authed()
-    with caplog.at_level(logging.ERROR, logger="realtime.consumers"):
+    with caplog.at_level(logging.ERROR, logger="realtime.socket.consumer"):
         await socket.send({"type": "ping", "id": 1})
         error = await socket.recv_type("error")
         await socket.expect_disconnect(1011, "internal_error")

@@ -7,10 +7,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from realtime import presence, sessions
 from realtime.engine import reset_engines
 from realtime.models import Connection, Room
-from realtime.publish import publish
+from realtime.pubsub import presence
+from realtime.pubsub.publishing import publish
+from realtime.sessions import rows as sessions
 from tests.conftest import make_tokens
 from tests.integration.lossy import break_presence
 
@@ -233,8 +234,8 @@ async def test_no_resume_after_a_deliberate_close(backend, login, connect, code)
     if code == 1000:
         await ann.communicator.disconnect(code=1000)
     else:
-        from realtime.control import disconnect_user
-        from realtime.protocol import CloseCode
+        from realtime.core.protocol import CloseCode
+        from realtime.sessions.control import disconnect_user
 
         await disconnect_user(ann.user.pk, CloseCode.FORBIDDEN)
         await ann.expect_disconnect(4503)

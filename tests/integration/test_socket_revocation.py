@@ -11,10 +11,11 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from realtime import node, sessions
-from realtime.control import disconnect_channels, disconnect_user, user_group
+from realtime.core.protocol import CloseCode
 from realtime.models import Connection
-from realtime.protocol import CloseCode
+from realtime.runtime import node
+from realtime.sessions import rows as sessions
+from realtime.sessions.control import disconnect_channels, disconnect_user, user_group
 from tests.conftest import make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -13,9 +13,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from realtime.conf import DEFAULT_NAMESPACES
 from realtime.models import Room
 from realtime.namespaces import namespaces
+from realtime.support.conf import DEFAULT_NAMESPACES
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from accounts.admin import fingerprint
+from realtime.auth.token_admin import fingerprint
 from tests.conftest import make_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]

@@ -1,5 +1,5 @@
-"""accounts.middleware as an ASGI app around a recorder, and the token pipeline it runs
-(accounts.tokens) against the real database: no mocks."""
+"""realtime.auth.middleware as an ASGI app around a recorder, and the token pipeline it runs
+(realtime.auth.tokens) against the real database: no mocks."""
 
 import asyncio
 from datetime import timedelta
@@ -11,9 +11,9 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import Client, override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.middleware import JWTAuthMiddleware, JWTAuthMiddlewareStack
 from accounts.models import CredentialState, revoke_credentials
-from accounts.tokens import (
+from realtime.auth.middleware import JWTAuthMiddleware, JWTAuthMiddlewareStack
+from realtime.auth.tokens import (
     Authenticated,
     ExpiredCredentials,
     InvalidCredentials,
@@ -341,7 +341,7 @@ async def test_only_websocket_scopes():
         await JWTAuthMiddleware(Recorder())({"type": "http", "headers": []}, never_receive, never_send)
 
 
-# The pipeline itself: accounts.tokens against the database
+# The pipeline itself: realtime.auth.tokens against the database
 
 
 async def test_authenticate_token(user):

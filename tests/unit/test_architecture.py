@@ -1,8 +1,10 @@
-"""The import graph of the server code: a ratchet towards a layered `realtime` app.
+"""The import graph of the server code: a layered `realtime` app, no circles, nothing borrowed.
 
 Every import counts, also one inside a function or under TYPE_CHECKING: an import made
-late to dodge a circle is still a circle in the design. The lists below are what is left
-to undo (the reusable-app work); a change may shrink them, never add to them.
+late to dodge a circle is still a circle in the design. The layers are those of
+docs/design.md ("Layers"): a module imports its own folder or a lower layer, never a
+higher one nor a sibling folder of its own layer. The KNOWN_ lists are what is left to
+undo; a change may shrink them, never add to them.
 """
 
 from __future__ import annotations
@@ -15,16 +17,38 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("realtime", "accounts", "project")
 
+# Each folder (or root module) of `realtime` and its layer, lowest first. Root modules that are
+# not listed are the app's entry points (Django's conventions and the contract's modules): layer 7.
+LAYERS = {
+    "core": 0,  # protocol, codes, errors, limits, frames: no Django, no I/O
+    "support": 1,  # settings, metric counters, backing-service errors
+    "models": 1,
+    "signals": 1,
+    "engine": 2,  # history, fan-out, presence, sessions, slots: Redis and memory
+    "namespaces": 2,
+    "auth": 3,  # token checks, revocation, the socket's auth middleware
+    "sessions": 3,  # session rows, resumable records, connection slots, control events, live sockets
+    "pubsub": 3,  # publishing, reading, the per-loop hub, presence
+    "runtime": 4,  # this process: registration, beat, lifespan, shutdown
+    "socket": 5,  # the consumer and what it is made of
+    "http": 6,  # the HTTP API, token views, health, metrics
+    "server": 6,  # glue for daphne, uvicorn and runserver
+}
+ENTRY = 7
+ENTRY_MODULES = {"realtime.auth.urls"}  # a contract module inside a folder: `include("realtime.auth.urls")`
+
 # Circles inside the server code still to be broken, each as its set of modules: none left.
 KNOWN_CYCLES: set[frozenset[str]] = set()
-# `realtime` must end up importing nothing of the reference deployment (accounts, project).
+# `realtime` must import nothing of the reference deployment (accounts, project).
 KNOWN_OUTWARD = {
-    ("realtime.admission", "accounts.throttling"),
-    ("realtime.api", "accounts.errors"),
-    ("realtime.consumers", "accounts.middleware"),
-    ("realtime.consumers", "accounts.throttling"),
-    ("realtime.handlers", "accounts.tokens"),
-    ("realtime.receivers", "accounts.signals"),
+    ("realtime.auth.bulk", "accounts.models"),
+    ("realtime.auth.tokens", "accounts.models"),
+    ("realtime.auth.watch", "accounts.models"),
+    ("realtime.http.token_views", "accounts.models"),
+}
+# Imports that point up a layer or across to a sibling folder of the same layer.
+KNOWN_UPWARD = {
+    ("realtime.pubsub.publishing", "realtime.runtime.node"),
 }
 
 pytestmark = pytest.mark.unit
@@ -100,8 +124,24 @@ def cycles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
 
 
 def test_the_graph_sees_imports_made_inside_functions():
-    # realtime.node imports realtime.presence only inside a function: it is an edge all the same.
-    assert "realtime.presence" in import_graph()["realtime.node"]
+    # realtime.runtime.node imports realtime.pubsub.presence only inside a function: it is an edge all the same.
+    assert "realtime.pubsub.presence" in import_graph()["realtime.runtime.node"]
+
+
+def layer(module: str) -> int:
+    """The layer of a `realtime` module (section names in LAYERS; unlisted root modules are entry points)."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return LAYERS["support"]  # the package itself: its __init__ holds no code
+    if module in ENTRY_MODULES:
+        return ENTRY
+    return LAYERS.get(parts[1], ENTRY)
+
+
+def folder(module: str) -> str:
+    """The folder of `realtime` a module is in (its own, for a sub-package), or "" for a root module."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and (ROOT / "realtime" / parts[1]).is_dir() else ""
 
 
 def test_no_new_import_circle_and_the_known_ones_are_still_there():
@@ -121,3 +161,32 @@ def test_realtime_imports_no_new_module_of_the_reference_deployment():
     }
     assert outward <= KNOWN_OUTWARD, f"new imports of accounts/project from realtime: {sorted(outward - KNOWN_OUTWARD)}"
     assert outward >= KNOWN_OUTWARD, f"gone at last, take them off KNOWN_OUTWARD: {sorted(KNOWN_OUTWARD - outward)}"
+
+
+def test_every_import_inside_realtime_points_down_a_layer():
+    graph = import_graph()
+    upward = set()
+    for source, targets in graph.items():
+        if not source.startswith("realtime"):
+            continue
+        for target in targets:
+            if not target.startswith("realtime"):
+                continue
+            low, high = layer(target), layer(source)
+            same_folder = folder(source) and folder(source) == folder(target)
+            if low > high or (low == high and high != ENTRY and not same_folder):
+                upward.add((source, target))
+    assert upward <= KNOWN_UPWARD, f"imports against the layers: {sorted(upward - KNOWN_UPWARD)}"
+    assert upward >= KNOWN_UPWARD, f"gone at last, take them off KNOWN_UPWARD: {sorted(KNOWN_UPWARD - upward)}"
+
+
+def test_every_folder_of_realtime_has_a_layer():
+    conventions = {"management", "migrations", "static", "templates"}
+    folders = {path.name for path in (ROOT / "realtime").iterdir() if path.is_dir() and (path / "__init__.py").exists()}
+    assert folders - conventions <= set(LAYERS), f"a folder without a layer: {sorted(folders - conventions - set(LAYERS))}"
+
+
+def test_the_layer_rule_sees_an_import_against_it():
+    # The rule itself: the consumer (layer 5) may use the engine (2); the engine may not use the consumer.
+    assert layer("realtime.engine.redis") < layer("realtime.socket.consumer") < layer("realtime.asgi")
+    assert layer("realtime.core.protocol") == 0 and layer("realtime.views") == ENTRY

@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from realtime.conf import DEFAULT_NAMESPACES, NAMESPACE_DEFAULTS, OPTIONS, load, realtime_settings
+from realtime.support.conf import DEFAULT_NAMESPACES, NAMESPACE_DEFAULTS, OPTIONS, load, realtime_settings
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from realtime.limits import ErrorWindow, KeyedBuckets, TokenBucket, utf8_size
+from realtime.core.limits import ErrorWindow, KeyedBuckets, TokenBucket, utf8_size
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import logging
 import pytest
 from daphne.access import AccessLogGenerator
 
-from project import logfilters
+from realtime.server import logfilters
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from realtime.outbox import MAX_CLOSE_REASON, Outbox, Overflow, close_message
+from realtime.socket.outbox import MAX_CLOSE_REASON, Outbox, Overflow, close_message
 
 pytestmark = pytest.mark.unit
 

@@ -54,7 +54,7 @@ def test_production_environment():
     values = json.loads(result.stdout)
     assert values["engine"] == "django.db.backends.postgresql"
     assert values["name"] == "rt"
-    assert values["layer"] == "project.layers.BoundedRedisChannelLayer"
+    assert values["layer"] == "realtime.engine.layer.BoundedRedisChannelLayer"
     assert [host["address"] for host in values["hosts"]] == ["redis://cache.example.com:6379/2"]
     assert values["allowed"] == ["rt.example.com", "api.example.com"]
     assert "SECRET_KEY" not in result.stderr

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from realtime import protocol as p
-from realtime.exceptions import BadRequest, Disconnect, TooLarge
+from realtime.core import protocol as p
+from realtime.core.errors import BadRequest, Disconnect, TooLarge
 
 pytestmark = pytest.mark.unit
 

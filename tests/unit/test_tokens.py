@@ -1,4 +1,4 @@
-"""accounts.tokens and the revocation rule, without a database (the user-loading steps:
+"""realtime.auth.tokens and the revocation rule, without a database (the user-loading steps:
 tests/integration/test_ws_middleware.py)."""
 
 import dataclasses
@@ -10,7 +10,7 @@ from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import CredentialState, announce_revocation, revoke_credentials, unix_microseconds
-from accounts.tokens import (
+from realtime.auth.tokens import (
     Authenticated,
     CredentialsError,
     ExpiredCredentials,

@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.conf import realtime_settings
-from realtime.node import cleanup
+from realtime.runtime.node import cleanup
+from realtime.support.conf import realtime_settings
 
 
 class Command(BaseCommand):

@@ -7,10 +7,11 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from realtime.exceptions import SERVICE_ERRORS, RealtimeError
+from realtime.core.errors import RealtimeError
+from realtime.core.protocol import loads_json
 from realtime.namespaces import resolve
-from realtime.protocol import loads_json
-from realtime.publish import check_data_size, publish_sync
+from realtime.pubsub.publishing import check_data_size, publish_sync
+from realtime.support.services import SERVICE_ERRORS
 
 NO_REDIS = (
     "No Redis, so nothing was published: a publication from this process would reach no server. Set "

@@ -1,0 +1,46 @@
+"""`realtime_application`: the one call that serves the app's sockets beside a project's Django (INTEGRATION.md 3).
+
+```python
+application = realtime_application(get_asgi_application())   # sockets at /ws/
+```
+
+The result is an ASGI application for uvicorn, daphne and `runserver` alike: HTTP goes to the
+project's Django application untouched; WebSockets at `path` get every check of the protocol
+(Host, Origin, JWT at the handshake or in the first frame, the session cookie from an allowed
+Origin, the admission gate) before the consumer; the lifespan (and, under daphne, the reactor's
+shutdown) closes the sockets with "going away" and retires this process's session rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.urls import path as route
+
+from realtime.auth.middleware import JWTAuthMiddlewareStack
+from realtime.runtime.node import NodeMiddleware
+from realtime.server import daphne, logfilters
+from realtime.socket.admission import AdmissionGate
+from realtime.socket.consumer import RealtimeConsumer
+
+Application = Any  # an ASGI application: `async (scope, receive, send)`
+
+
+def realtime_application(django_application: Application, *, path: str = "/ws/") -> Application:
+    """The project's HTTP application with the app's WebSocket endpoint at `path` (and the lifespan).
+
+    Call it once, in the project's asgi.py, after `get_asgi_application()` (Django must be set up
+    before the consumer's modules import models).
+    """
+    logfilters.install()  # whatever the server, its logs never carry a `?token=`
+    daphne.install()  # under daphne: the reactor's shutdown closes sockets first (no-op elsewhere)
+    return NodeMiddleware(ProtocolTypeRouter({"http": django_application, "websocket": websocket_application(path)}))
+
+
+def websocket_application(path: str = "/ws/") -> Application:
+    """The WebSocket side alone: credentials (JWT, cookie), the route, the admission gate, the consumer."""
+    if not path.startswith("/") or not path.endswith("/"):
+        raise ValueError(f"path must start and end with '/', as in '/ws/' (got {path!r})")
+    # (the gate sits behind the middleware: it needs to know whether the handshake had credentials)
+    return JWTAuthMiddlewareStack(URLRouter([route(path[1:], AdmissionGate(RealtimeConsumer.as_asgi()))]))

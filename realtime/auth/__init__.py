@@ -1,0 +1,1 @@
+"""Layer 3: who is on the other end: JWT checks, credential revocation, the socket's auth middleware, client addresses."""

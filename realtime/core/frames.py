@@ -1,0 +1,65 @@
+"""The wire text of publications, built once and spliced, never parsed again.
+
+A publication is serialised once, when it is published (`publication_parts`); the store puts
+its position in (`splice_position`), the fan-out event carries its `message` frame ready to send
+(`publication_event`), and replies splice the stored text into theirs. No Django, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch (the `ts` of a publication)."""
+    return int(time.time() * 1000)
+
+
+def publication_parts(channel: str, data: Any, user: int | None, ts: int) -> tuple[str, str]:
+    """The JSON text of a publication around its position: `head + '"epoch":..,"offset":..' + tail`.
+
+    `data` is serialised here, once; the backend only splices in the position.
+    """
+    head = '{"channel":' + json.dumps(channel) + ","
+    tail = (
+        ',"data":'
+        + json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        + ',"user":'
+        + ("null" if user is None else str(int(user)))
+        + ',"ts":'
+        + str(ts)
+        + "}"
+    )
+    return head, tail
+
+
+def splice_position(head: str, epoch: str, offset: int, tail: str) -> str:
+    """The publication text with its position in place."""
+    return f'{head}"epoch":"{epoch}","offset":{offset}{tail}'
+
+
+# ---------------------------------------------------------------- fan-out events
+#
+# What a process hears on a channel (the engine sends it; `realtime.pubsub.hub` reads it):
+#   m<epoch> <offset> <ts> <message frame>     a publication, its `message` frame serialised once
+#   p<JSON {"joined": [...], "left": [...]}>   users joined or left (presence)
+
+PUBLICATION_EVENT = "m"
+PRESENCE_EVENT = "p"
+
+
+def message_frame(publication_text: str) -> str:
+    """The `message` push of a stored publication: its JSON with `"type"` in front."""
+    return '{"type":"message",' + publication_text[1:]
+
+
+def publication_event(epoch: str, offset: int, ts: int, text: str) -> str:
+    """The fan-out event of a stored publication: its position, its `ts`, its `message` frame."""
+    return f"{PUBLICATION_EVENT}{epoch} {offset} {ts} {message_frame(text)}"
+
+
+def ts_of(head: str, tail: str) -> int:
+    """The `ts` that `publication_parts` put at the end of `tail`."""
+    return int(tail[tail.rindex(":") + 1 : -1])

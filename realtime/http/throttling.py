@@ -1,0 +1,156 @@
+"""Login throttling (PROTOCOL section 9): wrong guesses are counted, password checks are capped.
+
+- Failed logins are counted per username and per client address in Django's cache (Redis
+  when `REDIS_URL` is set, so every process shares the counts) over LOGIN_WINDOW seconds.
+  At LOGIN_FAILURES_PER_USER failures for a username, or LOGIN_FAILURES_PER_ADDRESS from
+  an address, further logins are answered 429 `rate_limited` with `Retry-After`, before
+  any password is checked. A successful login counts nothing: a user who types the
+  password right is never locked out by their own logins. The token API and the admin's
+  login form (`login_attempt`) share the counts: a failure is counted wherever Django's
+  `authenticate` reports it (`user_login_failed`, connected in `AccountsConfig.ready`).
+  While the cache cannot be reached, logins are answered 503 `unavailable`.
+- At most LOGIN_CONCURRENCY password checks run at once in a process (each is a slow hash
+  and a database connection): a flood of logins queues instead of using up the
+  database's connections; one that waits longer than LOGIN_WAIT seconds gets 503
+  `unavailable`.
+- The client address is the socket's peer (`REMOTE_ADDR`) unless TRUSTED_PROXY_COUNT
+  proxies are configured in front: then it is the address those proxies saw, taken from
+  `X-Forwarded-For` (DRF's `NUM_PROXIES`), and a client cannot pick its own by sending
+  that header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.utils.translation import ngettext
+from redis.exceptions import RedisError
+from rest_framework import exceptions
+
+from realtime.auth.addresses import client_address
+from realtime.http.errors import APIError
+
+
+def for_how_long(seconds: float) -> str:
+    """`300` -> "5 minutes", `45` -> "45 seconds": a wait as a person reads it (rounded up)."""
+    if seconds < 60:
+        count = max(1, math.ceil(seconds))
+        return ngettext("%d second", "%d seconds", count) % count
+    count = math.ceil(seconds / 60)
+    return ngettext("%d minute", "%d minutes", count) % count
+
+
+class LoginsPaused(exceptions.Throttled):
+    """Too many failed logins for this username or from this address: no password is checked for a while."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait=wait)
+        self.detail = exceptions.ErrorDetail(
+            f"Too many failed logins. Try again in {for_how_long(wait)}.", self.default_code
+        )
+
+
+class LoginsUnavailable(APIError):
+    """The store of the failure counts (Redis) does not answer: no login can be checked against them."""
+
+    status_code = 503
+    default_detail = "Logins are unavailable for a moment; retry shortly."
+    default_code = "unavailable"
+
+
+class PasswordChecksBusy(APIError):
+    """Every password-check slot is taken and none came free in time."""
+
+    status_code = 503
+    default_detail = "Too many logins at once; retry shortly."
+    default_code = "unavailable"
+
+
+def _keys(request, username: str) -> tuple[str, str]:
+    digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+    return f"login-failures:user:{digest}", f"login-failures:addr:{client_address(request)}"
+
+
+@contextmanager
+def _counts() -> Iterator[None]:
+    """Around the cache's calls: Redis down is `LoginsUnavailable` (503), not a 500."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise LoginsUnavailable() from exc
+
+
+def check_allowed(request, username: str) -> None:
+    """Raise `LoginsPaused` (429, Retry-After) when this username or address failed too often."""
+    user_key, address_key = _keys(request, username)
+    with _counts():
+        counts = cache.get_many([user_key, address_key])
+    if (
+        counts.get(user_key, 0) >= settings.LOGIN_FAILURES_PER_USER
+        or counts.get(address_key, 0) >= settings.LOGIN_FAILURES_PER_ADDRESS
+    ):
+        raise LoginsPaused(wait=settings.LOGIN_WINDOW)
+
+
+def record_failure(request, username: str) -> None:
+    """Count a failed login for the username and the address (each count lives LOGIN_WINDOW seconds)."""
+    window = settings.LOGIN_WINDOW
+    with _counts():
+        for key in _keys(request, username):
+            if not cache.add(key, 1, timeout=window):
+                try:
+                    cache.incr(key)
+                except ValueError:  # expired between add and incr
+                    cache.add(key, 1, timeout=window)
+
+
+def count_failure(sender: Any, credentials: dict, request: Any = None, **kwargs: Any) -> None:
+    """`user_login_failed` (the token API, the admin, any login form): count it, when it came with a request."""
+    if request is not None:
+        username = credentials.get(get_user_model().USERNAME_FIELD)
+        record_failure(request, username if isinstance(username, str) else "")
+
+
+@contextmanager
+def login_attempt(request, username: str) -> Iterator[None]:
+    """One login: refused while paused (429), then run holding a password-check slot.
+
+    A failed password check inside is counted by `count_failure`.
+    """
+    check_allowed(request, username)  # before any password is checked
+    with password_check_slot():
+        yield
+
+
+_checks_lock = threading.Lock()
+_checks: threading.BoundedSemaphore | None = None
+_checks_size = 0
+
+
+def _semaphore() -> threading.BoundedSemaphore:
+    global _checks, _checks_size
+    size = settings.LOGIN_CONCURRENCY
+    with _checks_lock:
+        if _checks is None or _checks_size != size:
+            _checks, _checks_size = threading.BoundedSemaphore(size), size
+        return _checks
+
+
+@contextmanager
+def password_check_slot():
+    """Hold one of LOGIN_CONCURRENCY slots for a password check; 503 after LOGIN_WAIT seconds."""
+    semaphore = _semaphore()
+    if not semaphore.acquire(timeout=settings.LOGIN_WAIT):
+        raise PasswordChecksBusy()
+    try:
+        yield
+    finally:
+        semaphore.release()

@@ -1,0 +1,1 @@
+"""Layer 3: socket sessions: their rows in the database, resumable records, per-user slots, control events, live sockets."""

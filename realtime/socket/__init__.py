@@ -1,0 +1,1 @@
+"""Layer 5: one WebSocket: admission, the consumer, its requests, subscriptions, outbox and state."""
