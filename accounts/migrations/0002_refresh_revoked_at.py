@@ -9,6 +9,12 @@ class Migration(migrations.Migration):
         ('accounts', '0001_initial'),
     ]
 
+    # A graph edge only: on a fresh database the table is made here first, then the app's
+    # CredentialState migration adopts it (accounts 0003), rather than leaving it orphaned.
+    run_before = [
+        ('realtime', '0008_credentialstate'),
+    ]
+
     operations = [
         migrations.AddField(
             model_name='credentialstate',
