@@ -13,12 +13,16 @@ shutdown) closes the sockets with "going away" and retires this process's sessio
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from channels.routing import ProtocolTypeRouter, URLRouter
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.urls import path as route
 
 from realtime.auth.middleware import JWTAuthMiddlewareStack
+from realtime.checks import TAG
 from realtime.runtime.node import NodeMiddleware
 from realtime.server import daphne, logfilters
 from realtime.socket.admission import AdmissionGate
@@ -26,16 +30,33 @@ from realtime.socket.consumer import RealtimeConsumer
 
 Application = Any  # an ASGI application: `async (scope, receive, send)`
 
+logger = logging.getLogger(__name__)
+
 
 def realtime_application(django_application: Application, *, path: str = "/ws/") -> Application:
     """The project's HTTP application with the app's WebSocket endpoint at `path` (and the lifespan).
 
     Call it once, in the project's asgi.py, after `get_asgi_application()` (Django must be set up
-    before the consumer's modules import models).
+    before the consumer's modules import models). The app's system checks run first: an error
+    (what `manage.py check` reports as realtime.E…) raises `ImproperlyConfigured`, so no server
+    starts on it.
     """
+    _refuse_on_check_errors()
     logfilters.install()  # whatever the server, its logs never carry a `?token=`
     daphne.install()  # under daphne: the reactor's shutdown closes sockets first (no-op elsewhere)
     return NodeMiddleware(ProtocolTypeRouter({"http": django_application, "websocket": websocket_application(path)}))
+
+
+def _refuse_on_check_errors() -> None:
+    """Raise `ImproperlyConfigured` listing the app's check errors (silenced ones aside, as `check` does);
+    log its warnings, which a server started without `manage.py check` would otherwise never show."""
+    found = [message for message in checks.run_checks(tags=[TAG]) if not message.is_silenced()]
+    for warning in (message for message in found if not message.is_serious()):
+        logger.warning("%s: %s HINT: %s", warning.id, warning.msg, warning.hint)
+    errors = [message for message in found if message.is_serious()]
+    if errors:
+        listed = "\n".join(f"  {message.id}: {message.msg}\n    HINT: {message.hint}" for message in errors)
+        raise ImproperlyConfigured(f"The realtime app is misconfigured (`manage.py check` says the same):\n{listed}")
 
 
 def websocket_application(path: str = "/ws/") -> Application:
