@@ -256,15 +256,21 @@ return result
 )
 
 # Presence helpers shared by the scripts below. KEYS: pz, pi, pc.
+# user_key(user): the `pc` field of a user JSON, its id as text. An integer id is read as its digits
+# (`presence_add` writes `{"id": 7, ...}` first): cjson reads numbers as doubles, which are exact only
+# up to 2^53 and would merge two users with larger ids (BigAutoField, snowflake keys) into one.
 # remove(session, left): drop one session; when it was its user's last, add the user to `left`.
 # prune(now): remove every session whose expiry has passed; returns the users who left.
 _PRESENCE = """
+local function user_key(user)
+  return string.match(user, '^{"id": (%-?%d+),') or cjson.decode(user)['id']
+end
 local function remove(session, left)
   local user = redis.call('HGET', KEYS[2], session)
   if redis.call('ZREM', KEYS[1], session) == 0 then return end
   redis.call('HDEL', KEYS[2], session)
   if user then
-    local uid = cjson.decode(user)['id']
+    local uid = user_key(user)
     if redis.call('HINCRBY', KEYS[3], uid, -1) <= 0 then
       redis.call('HDEL', KEYS[3], uid)
       table.insert(left, user)
@@ -290,7 +296,7 @@ local left = prune(ARGV[1])
 local joined = 0
 if redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2]) == 1 then
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-  local uid = cjson.decode(ARGV[3])['id']
+  local uid = user_key(ARGV[3])
   if redis.call('HINCRBY', KEYS[3], uid, 1) == 1 then joined = 1 end
 end
 for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], ARGV[5]) end

@@ -44,7 +44,7 @@ class Publication:
     epoch: str
     offset: int
     data: Any
-    user: int | None
+    user: int | str | None
     ts: int
     recovered: bool = field(default=False, compare=False)
 
@@ -108,9 +108,9 @@ class History:
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """A user as the server names it: `{id, username}`."""
+    """A user as the server names it: `{id, username}` (`id` a number, or a string for a non-integer key)."""
 
-    id: int
+    id: int | str
     username: str
 
 
@@ -118,7 +118,7 @@ class User:
 class Member:
     """One user present on a channel, with how many connections it has there."""
 
-    id: int
+    id: int | str
     username: str
     connections: int
 

@@ -9,7 +9,8 @@ export interface Position {
 }
 
 export interface User {
-  id: number;
+  /** The user's primary key: a number, or a string for a non-integer key (a UUID, say). */
+  id: number | string;
   username: string;
 }
 
@@ -18,8 +19,8 @@ export interface Publication {
   epoch: string;
   offset: number;
   data: unknown;
-  /** Publisher's user id; null when the server published. */
-  user: number | null;
+  /** Publisher's user id (a number, or a string for a non-integer key); null when the server published. */
+  user: number | string | null;
   /** Milliseconds since the Unix epoch. */
   ts: number;
   /** True when it came from the replay of a `subscribed` (recovery). */
