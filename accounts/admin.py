@@ -17,9 +17,9 @@ from django.http import HttpRequest
 from django.utils.translation import ngettext
 from rest_framework.exceptions import APIException
 
-from realtime.http import throttling
 from realtime.auth.bulk import deactivate
 from realtime.auth.token_admin import HidesTokenText
+from realtime.http import throttling
 
 
 @admin.action(description="Deactivate and disconnect", permissions=["change"])

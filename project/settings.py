@@ -127,33 +127,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"realtime-test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Channel layer: unset REDIS_URL is the embedded default (one process, in memory);
-# set, every server process shares Redis. Redis hosts live only here.
-REDIS_URL = env.str("REDIS_URL", default="")
-REDIS_PREFIX = env.str("REDIS_PREFIX", default="rt")
-if REDIS_URL:
-    from realtime.engine.layer import redis_channel_layer
-
-    CHANNEL_LAYERS = redis_channel_layer(
-        REDIS_URL,
-        REDIS_PREFIX,
-        capacity=env.int("CHANNEL_LAYER_CAPACITY", default=1000),
-        flavour=env.str("CHANNEL_LAYER_FLAVOUR", default="core"),
-    )
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
-# Django's cache (the login throttle's counts): shared by every process through Redis when it is
-# configured, else this process's memory.
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": f"{REDIS_PREFIX}:cache",
-        }
-    }
-
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -183,14 +156,6 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("TRUSTED_PROXY_COUNT", default=0),
 }
 
-# Login throttling (realtime/http/throttling.py): failed logins per username and per address over
-# LOGIN_WINDOW seconds, then 429 with Retry-After; password checks at once per process.
-LOGIN_FAILURES_PER_USER = env.int("LOGIN_FAILURES_PER_USER", default=10)
-LOGIN_FAILURES_PER_ADDRESS = env.int("LOGIN_FAILURES_PER_ADDRESS", default=50)
-LOGIN_WINDOW = env.int("LOGIN_WINDOW", default=300)
-LOGIN_CONCURRENCY = env.int("LOGIN_CONCURRENCY", default=8)
-LOGIN_WAIT = env.float("LOGIN_WAIT", default=10.0)
-
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_ACCESS_SECONDS", default=300)),
     "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_REFRESH_SECONDS", default=86400)),
@@ -202,14 +167,30 @@ SIMPLE_JWT = {
 if not DEBUG:
     check_signing_key("JWT_SIGNING_KEY", SIMPLE_JWT["SIGNING_KEY"])
 
-# `GET /metrics` (Prometheus): the bearer token a scraper must send. Unset, the
-# metrics are open to anyone when DEBUG is on and refused (403) when it is off.
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-
-# Timers, limits and namespaces of the real-time engine. Defaults and meanings:
-# realtime/support/conf.py and docs/configuration.md. Each key can also be set from the
-# environment as REALTIME_<KEY>.
-REALTIME: dict = {}
+# The real-time app's settings (realtime/support/conf.py, docs/configuration.md): this deployment
+# takes them from its environment under their own names. Every key can also be set as
+# REALTIME_<KEY>, which wins. REDIS_URL unset is the embedded default: one process, in memory.
+REALTIME: dict = {
+    key: value
+    for key, value in {
+        # Redis: history, presence, fan-out, session state, the app's channel layer, login counts.
+        "REDIS_URL": env.str("REDIS_URL", default=""),
+        "REDIS_PREFIX": env.str("REDIS_PREFIX", default=None),
+        "CHANNEL_LAYER_FLAVOUR": env.str("CHANNEL_LAYER_FLAVOUR", default=None),
+        "CHANNEL_LAYER_CAPACITY": env.int("CHANNEL_LAYER_CAPACITY", default=None),
+        # Login throttling: failed logins per username and per address over LOGIN_WINDOW seconds, then
+        # 429 with Retry-After; LOGIN_CONCURRENCY password checks at once per process.
+        "LOGIN_FAILURES_PER_USER": env.int("LOGIN_FAILURES_PER_USER", default=None),
+        "LOGIN_FAILURES_PER_ADDRESS": env.int("LOGIN_FAILURES_PER_ADDRESS", default=None),
+        "LOGIN_WINDOW": env.int("LOGIN_WINDOW", default=None),
+        "LOGIN_CONCURRENCY": env.int("LOGIN_CONCURRENCY", default=None),
+        "LOGIN_WAIT": env.float("LOGIN_WAIT", default=None),
+        # `GET /metrics`: the bearer token a scraper must send. Unset, the metrics are open to anyone
+        # when DEBUG is on and refused (403) when it is off.
+        "METRICS_TOKEN": env.str("METRICS_TOKEN", default=""),
+    }.items()
+    if value is not None
+}
 
 LOGGING = {
     "version": 1,

@@ -9,9 +9,10 @@ import logging
 from datetime import datetime
 from urllib.parse import urlencode
 
+from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.auth import get_permission_codename
+from django.contrib.auth import get_permission_codename, get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
@@ -22,13 +23,15 @@ from django.utils.html import format_html
 from django.utils.timezone import localtime
 from django.views.decorators.http import require_POST
 
-from realtime.auth import token_admin  # noqa: F401 - replaces simplejwt's token admins
 from realtime.core.protocol import CloseCode
 from realtime.models import Connection, Membership, Node, Room
 from realtime.runtime.node import STALE_CODE, STALE_REASON, stale_cutoff
 from realtime.sessions.control import disconnect_channels_sync
 
 logger = logging.getLogger(__name__)
+
+if apps.is_installed("rest_framework_simplejwt.token_blacklist"):  # (without it: realtime.E001)
+    from realtime.auth import token_admin  # noqa: F401 - replaces simplejwt's token admins
 SESSION_PREFIX = 10  # characters of a session id in the list: `s_` and 8 hex digits
 
 
@@ -37,9 +40,21 @@ class MembershipInline(admin.TabularInline):
 
     model = Membership
     extra = 1
-    autocomplete_fields = ("user",)
+    # A search box where the user model's admin can answer it (`get_autocomplete_fields`), else an id
+    # field: a static `autocomplete_fields` fails `check` (admin.E039) when a project leaves its custom
+    # user unregistered, and a plain select would list every user.
+    raw_id_fields = ("user",)
     verbose_name = "member"
     verbose_name_plural = "members"
+
+    def get_autocomplete_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        user_admin = self.admin_site._registry.get(get_user_model())
+        return ("user",) if user_admin is not None and user_admin.search_fields else ()
+
+
+def username_lookup(relation: str) -> str:
+    """The search lookup of a related user's name: `<relation>__<USERNAME_FIELD>` (`email`, say)."""
+    return f"{relation}__{get_user_model().USERNAME_FIELD}"
 
 
 @admin.register(Room)
@@ -47,9 +62,12 @@ class RoomAdmin(admin.ModelAdmin):
     """Rooms with their members."""
 
     list_display = ("slug", "name", "member_count", "created_at")
-    search_fields = ("slug", "name", "members__username")
+    search_fields = ("slug", "name")  # and the members' names (`get_search_fields`)
     inlines = (MembershipInline,)
     prepopulated_fields = {"slug": ("name",)}
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return (*self.search_fields, username_lookup("members"))
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(member_total=Count("members"))
@@ -140,7 +158,7 @@ class ConnectionAdmin(RecordAdmin):
         "auth_method",
         "resumed",
     )
-    search_fields = ("user__username", "session_id", "remote_addr")
+    search_fields = ("session_id", "remote_addr")  # and the user's name (`get_search_fields`)
     list_select_related = ("user",)
     show_full_result_count = False  # the table holds SESSION_RETENTION worth of rows: spare a COUNT(*)
     actions = ("disconnect", "force_reconnect")
@@ -167,6 +185,9 @@ class ConnectionAdmin(RecordAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Connection]:
         # `ended` sorts the "last seen / closed" column: the close when there is one, else the last beat.
         return super().get_queryset(request).annotate(ended_at=Coalesce("closed_at", "last_seen"))
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return (username_lookup("user"), *self.search_fields)
 
     def changelist_view(self, request, extra_context=None):
         # Without the app sidebar (the breadcrumbs lead back): the table and its filters get the width.

@@ -42,15 +42,16 @@ class Namespace:
     join_leave: bool
 
 
-_cache: tuple[int, dict[str, Namespace]] | None = None
+# A memo of the settings, not state: the table built from one settings object, kept with it (like `realtime_settings`).
+_cache: tuple[dict, dict[str, Namespace]] | None = None
 
 
 def namespaces() -> dict[str, Namespace]:
-    """Every configured namespace, its rules imported once per settings object (at start-up too:
-    `RealtimeConfig.ready`, so a rule path that does not import stops the server)."""
+    """Every configured namespace, its rules imported once per settings object (a rule path that does
+    not import raises here; the system check realtime.E003 reports it before any server starts)."""
     global _cache
     values = realtime_settings.values
-    if _cache is None or _cache[0] != id(values):
+    if _cache is None or _cache[0] is not values:
         table = {}
         for name, rules in values["NAMESPACES"].items():
             table[name] = Namespace(
@@ -63,7 +64,7 @@ def namespaces() -> dict[str, Namespace]:
                 presence=rules["presence"],
                 join_leave=rules["join_leave"],
             )
-        _cache = (id(values), table)
+        _cache = (values, table)
     return _cache[1]
 
 
@@ -143,7 +144,8 @@ async def nobody(user, name: str) -> bool:
 
 
 async def own_user(user, name: str) -> bool:
-    """Only the user whose id is the channel name (`user:7`)."""
+    """Only the user whose id is the channel name: `user:7`, `user:<uuid>` (`str()` of the primary key, as on
+    the wire; a string key outside the channel-name characters cannot name a channel)."""
     return bool(getattr(user, "is_authenticated", False)) and str(user.pk) == name
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
-from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.signals import post_delete, pre_delete
@@ -42,11 +42,20 @@ def end_cookie_sockets_at_logout(sender, request, user, **kwargs) -> None:
         _end_django_session(session_key)
 
 
-@receiver(post_delete, sender=Session, dispatch_uid="realtime.end_cookie_sockets_of_a_deleted_session")
-def end_cookie_sockets_of_a_deleted_session(sender, instance: Session, **kwargs) -> None:
+def end_cookie_sockets_of_a_deleted_session(sender, instance, **kwargs) -> None:
     """A session deleted (a logout's flush, the admin, `clearsessions` on an expired one): its sockets end."""
     key = instance.session_key
     transaction.on_commit(lambda: _end_django_session(key))
+
+
+if apps.is_installed("django.contrib.sessions"):  # without it no socket has a cookie session (realtime.W002)
+    from django.contrib.sessions.models import Session
+
+    post_delete.connect(
+        end_cookie_sockets_of_a_deleted_session,
+        sender=Session,
+        dispatch_uid="realtime.end_cookie_sockets_of_a_deleted_session",
+    )
 
 
 def _end_django_session(session_key: str) -> None:

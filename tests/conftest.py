@@ -7,11 +7,12 @@ import uuid
 
 import pytest
 import redis
+from django.conf import settings
 from django.test import override_settings
 from rest_framework.test import APIClient
 
 from realtime.auth.tokens import PreciseRefreshToken
-from realtime.engine.layer import redis_channel_layer
+from realtime.testing import fresh_node
 
 PASSWORD = "correct-horse-battery"
 
@@ -91,15 +92,33 @@ def redis_prefix(redis_url):
     client.close()
 
 
-def redis_layer_settings(url: str, prefix: str) -> dict:
-    """CHANNEL_LAYERS for channels_redis on `url`, isolated under `prefix` (as the settings make it)."""
-    return redis_channel_layer(url, prefix)
+class override_realtime(override_settings):  # noqa: N801 - used as Django's override_settings is
+    """`override_settings` for keys of `REALTIME`, merged into the REALTIME in force when it is entered.
+
+    `@override_realtime(HEARTBEAT=0.2)` (or a dict) changes those keys only: a test on the Redis
+    backend (REDIS_URL set by a fixture) keeps it under a decorator that sets a timer.
+    """
+
+    def __init__(self, values: dict | None = None, /, **keys) -> None:
+        self.realtime = {**(values or {}), **keys}
+        super().__init__()
+
+    def enable(self) -> None:
+        self.options = {"REALTIME": {**(getattr(settings, "REALTIME", None) or {}), **self.realtime}}
+        super().enable()
+
+
+@pytest.fixture(autouse=True)
+def realtime_node():
+    """Every test runs on a Node of its own: no engine, hub, tracker or socket of another test."""
+    with fresh_node() as node:
+        yield node
 
 
 @pytest.fixture
 def redis_layer(redis_url, redis_prefix):
-    """Run the test with the Redis channel layer instead of the in-memory one."""
-    with override_settings(CHANNEL_LAYERS=redis_layer_settings(redis_url, redis_prefix), REDIS_PREFIX=redis_prefix):
+    """Run the test with Redis for the app (engine and channel layer) under this test's prefix."""
+    with override_realtime(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix):
         yield redis_url
 
 

@@ -1,1 +1,1 @@
-"""Layer 3: who is on the other end: JWT checks, credential revocation, the socket's auth middleware, client addresses."""
+"""Layer 3: who is on the other end: JWT checks, revocation, the socket's auth middleware, client addresses."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.db import router, transaction
 from django.db.models import QuerySet
 
-from accounts.models import revoke_credentials_of
+from realtime.auth.revocation import revoke_credentials_of
 
 
 def deactivate(users: QuerySet) -> int:

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlparse
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.security.websocket import WebsocketDenier
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user as get_django_user
 from django.contrib.auth.models import AnonymousUser
@@ -103,7 +104,7 @@ class JWTAuthMiddleware(BaseMiddleware):
             except DatabaseError:  # the token may be fine: the consumer says `unavailable`, not 4501
                 return AnonymousUser(), _auth(method, error="unavailable")
             return result.user, _auth(method, result)
-        if self.cookie_allowed(scope):
+        if scope.get("session") is not None and self.cookie_allowed(scope):
             try:
                 user, expires_at = await session_user(scope["session"])
             except DatabaseError:
@@ -196,6 +197,8 @@ class SocketSessionMiddleware:
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
+        # Without django.contrib.sessions there is no session to read: cookie auth is off (realtime.W002).
+        self.sessions = apps.is_installed("django.contrib.sessions")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         cookies: dict[str, str] = {}
@@ -203,8 +206,10 @@ class SocketSessionMiddleware:
             if name == b"cookie":
                 cookies = parse_cookie(value.decode("latin1"))
                 break
-        store = import_module(settings.SESSION_ENGINE).SessionStore  # (imported once; then a dict lookup)
-        session = store(cookies.get(settings.SESSION_COOKIE_NAME))
+        session = None
+        if self.sessions:
+            store = import_module(settings.SESSION_ENGINE).SessionStore  # (imported once; then a dict lookup)
+            session = store(cookies.get(settings.SESSION_COOKIE_NAME))
         return await self.inner(dict(scope, cookies=cookies, session=session), receive, send)
 
 

@@ -16,7 +16,7 @@ simplejwt's errors are translated here, at the boundary::
 
 The token endpoints issue `PreciseRefreshToken` / `PreciseAccessToken`: simplejwt's,
 plus an `iat_us` claim that settles a token issued in the same second as a
-revocation (`accounts.models.CredentialState.revokes`).
+revocation (`realtime.models.CredentialState.revokes`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from rest_framework_simplejwt import settings as jwt_settings  # the module: SIM
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
 
-from accounts.models import unix_microseconds
+from realtime.models import CredentialState, unix_microseconds
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -119,7 +119,7 @@ def load_user(user_id: Any) -> AbstractBaseUser:
     """The user with `user_id`, its revocation state joined in, in one query."""
     user_model = get_user_model()
     try:
-        return user_model._default_manager.select_related("credential_state").get(
+        return user_model._default_manager.select_related("realtime_credentials").get(
             **{jwt_settings.api_settings.USER_ID_FIELD: user_id}
         )
     # ValueError, TypeError, ValidationError: an id the primary key cannot take (say, "x" for an integer).
@@ -132,7 +132,7 @@ def check_user(user: AbstractBaseUser, token: Token) -> None:
     if not user.is_active:
         raise InvalidCredentials("The token's user is inactive.")
     # select_related cached the state (None when the user was never revoked): no query here.
-    state = getattr(user, "credential_state", None)
+    state = getattr(user, "realtime_credentials", None)
     if state is not None and state.revokes(issued_at(token), issued_at_us(token)):
         raise InvalidCredentials("The token was revoked.")
 
@@ -143,9 +143,9 @@ def check_refresh_token(token: Token) -> None:
     One query (the user's revocation state); a token of a user without one passes here
     (simplejwt checks the user itself when it rotates).
     """
-    from accounts.models import CredentialState
-
-    state = CredentialState.objects.filter(user_id=user_id_of(token)).first()
+    field = jwt_settings.api_settings.USER_ID_FIELD  # the pk (one table), or another unique field (a join)
+    lookup = "user_id" if field == get_user_model()._meta.pk.name else f"user__{field}"
+    state = CredentialState.objects.filter(**{lookup: user_id_of(token)}).first()
     if state is not None and state.revokes_refresh(issued_at(token), issued_at_us(token)):
         raise InvalidCredentials("The refresh token was revoked.")
 

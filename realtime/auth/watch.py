@@ -19,11 +19,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import get_hasher, identify_hasher, is_password_usable
 from django.db.models.signals import post_delete, post_init, post_save
 
-from accounts.models import announce_revocation, revoke_credentials
+from realtime.auth.revocation import announce_revocation, revoke_credentials
 
 # Where an instance keeps the credential fields it was loaded with; a field missing
 # from it was deferred, its value never read.
-_SNAPSHOT = "_accounts_loaded_credentials"
+_SNAPSHOT = "_realtime_loaded_credentials"
 _FIELDS = ("is_active", "password")
 _UNKNOWN = object()  # for comparisons only; the snapshot stays plain data (it is pickled with the instance)
 
@@ -31,9 +31,9 @@ _UNKNOWN = object()  # for comparisons only; the snapshot stays plain data (it i
 def connect() -> None:
     """Connect the receivers to the project's user model."""
     user_model = get_user_model()
-    post_init.connect(remember_credentials, sender=user_model, dispatch_uid="accounts.remember_credentials")
-    post_save.connect(revoke_on_change, sender=user_model, dispatch_uid="accounts.revoke_on_change")
-    post_delete.connect(revoke_on_delete, sender=user_model, dispatch_uid="accounts.revoke_on_delete")
+    post_init.connect(remember_credentials, sender=user_model, dispatch_uid="realtime.remember_credentials")
+    post_save.connect(revoke_on_change, sender=user_model, dispatch_uid="realtime.revoke_on_change")
+    post_delete.connect(revoke_on_delete, sender=user_model, dispatch_uid="realtime.revoke_on_delete")
 
 
 def remember_credentials(sender: type, instance: Any, **kwargs: Any) -> None:

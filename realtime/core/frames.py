@@ -11,23 +11,27 @@ import json
 import time
 from typing import Any
 
+from realtime.core.users import user_id_json
+
 
 def now_ms() -> int:
     """Milliseconds since the Unix epoch (the `ts` of a publication)."""
     return int(time.time() * 1000)
 
 
-def publication_parts(channel: str, data: Any, user: int | None, ts: int) -> tuple[str, str]:
+def publication_parts(channel: str, data: Any, user: Any, ts: int) -> tuple[str, str]:
     """The JSON text of a publication around its position: `head + '"epoch":..,"offset":..' + tail`.
 
-    `data` is serialised here, once; the backend only splices in the position.
+    `data` is serialised here, once; the backend only splices in the position. `user` is the
+    publisher's primary key (None: the server), written as `realtime.core.users` says: an
+    integer as a JSON number, anything else (a UUID, a string) as a JSON string.
     """
     head = '{"channel":' + json.dumps(channel) + ","
     tail = (
         ',"data":'
         + json.dumps(data, separators=(",", ":"), ensure_ascii=False)
         + ',"user":'
-        + ("null" if user is None else str(int(user)))
+        + user_id_json(user)
         + ',"ts":'
         + str(ts)
         + "}"

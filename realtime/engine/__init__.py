@@ -1,19 +1,13 @@
-"""The engine behind channels: `get_engine()` picks the backend from the settings.
+"""Layer 2, the engine behind channels: `get_engine()` picks the backend from the settings.
 
-`REDIS_URL` set: `RedisEngine` (shared by every process; one client per event
+`REALTIME["REDIS_URL"]` set: `RedisEngine` (shared by every process; one client per event
 loop, as redis-py's asyncio clients belong to the loop that made them). Unset:
-`MemoryEngine`, one per process (the embedded default).
+`MemoryEngine`, one per process (the embedded default). Either is a part of the process's
+Node (`realtime.support.state`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import weakref
-
-from django.conf import settings
-from django.core.signals import setting_changed
-
-from realtime.core.frames import publication_parts
 from realtime.engine.base import (
     Engine,
     OverQuota,
@@ -26,6 +20,8 @@ from realtime.engine.base import (
     TakenSession,
 )
 from realtime.engine.memory import MemoryEngine
+from realtime.support.conf import realtime_settings
+from realtime.support.state import current
 
 __all__ = [
     "Engine",
@@ -38,40 +34,18 @@ __all__ = [
     "Slice",
     "TakenSession",
     "get_engine",
-    "publication_parts",
 ]
 
-_memory: MemoryEngine | None = None
-_redis: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def get_engine() -> Engine:
-    """The engine for the running event loop."""
-    global _memory
-    url = getattr(settings, "REDIS_URL", "")
+    """The engine for the running event loop: the Node's, for the current REDIS_URL and REDIS_PREFIX."""
+    url = realtime_settings.REDIS_URL
     if not url:
-        if _memory is None:
-            _memory = MemoryEngine()
-        return _memory
-    loop = asyncio.get_running_loop()
-    engine = _redis.get(loop)
-    if engine is None:
-        from realtime.engine.redis import RedisEngine
-
-        engine = _redis[loop] = RedisEngine(url, settings.REDIS_PREFIX)
-    return engine
+        return current().part(MemoryEngine)
+    prefix = realtime_settings.REDIS_PREFIX
+    return current().loop_part(("engine", url, prefix), lambda: _redis_engine(url, prefix))
 
 
-def reset_engines(**kwargs) -> None:
-    """Forget the engines (the settings changed, or a test wants a clean slate)."""
-    global _memory
-    _memory = None
-    _redis.clear()
+def _redis_engine(url: str, prefix: str) -> Engine:
+    from realtime.engine.redis import RedisEngine  # redis-py's asyncio client: only when Redis is configured
 
-
-def _on_setting_changed(*, setting: str, **kwargs) -> None:
-    if setting in ("REDIS_URL", "REDIS_PREFIX"):
-        reset_engines()
-
-
-setting_changed.connect(_on_setting_changed)
+    return RedisEngine(url, prefix)

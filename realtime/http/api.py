@@ -27,6 +27,7 @@ from realtime.core import protocol
 from realtime.core.errors import BadRequest, RealtimeError, Unavailable
 from realtime.engine import Slice
 from realtime.http.errors import APIError
+from realtime.http.views import AppView
 from realtime.models import Room
 from realtime.namespaces import Namespace, check_access, resolve
 from realtime.pubsub.publishing import check_data_size, publish_sync
@@ -93,10 +94,12 @@ class CanPublish(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         """True for staff and for holders of `realtime.publish`."""
         user = request.user
-        return bool(user and user.is_authenticated and (user.is_staff or user.has_perm(PUBLISH_PERMISSION)))
+        # `getattr`: a user model built on AbstractBaseUser + PermissionsMixin need not have `is_staff`.
+        staff = getattr(user, "is_staff", False)
+        return bool(user and user.is_authenticated and (staff or user.has_perm(PUBLISH_PERMISSION)))
 
 
-class RealtimeAPIView(APIView):
+class RealtimeAPIView(AppView):
     """Base of the real-time views: a `RealtimeError` becomes a protocol-style HTTP error."""
 
     def handle_exception(self, exc: Exception) -> Response:

@@ -15,11 +15,11 @@ import asyncio
 import logging
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from realtime.socket.admission import GATE
+from realtime.engine.layer import channel_layer
+from realtime.socket.admission import gate
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ def _check_database() -> None:
 
 async def _check_channel_layer() -> None:
     """A round trip through the layer: send to a fresh channel, receive it back."""
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("no channel layer configured")
+    layer = channel_layer()
     channel = await layer.new_channel()
     await layer.send(channel, {"type": "healthz.ping"})
     message = await layer.receive(channel)
@@ -54,8 +52,8 @@ async def _run(name: str, check) -> tuple[str, str]:
 
 
 def _sockets() -> str:
-    if GATE.saturated():
-        return f"saturated: {GATE.total} sockets without credentials (MAX_UNAUTHENTICATED)"
+    if gate().saturated():
+        return f"saturated: {gate().total} sockets without credentials (MAX_UNAUTHENTICATED)"
     return "ok"
 
 

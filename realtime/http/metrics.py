@@ -26,14 +26,12 @@ def registry():
 
 def _refusal(request: HttpRequest) -> JsonResponse | None:
     """None when the request may read the metrics, else the error response (PROTOCOL section 9)."""
-    token = getattr(settings, "METRICS_TOKEN", "")
+    token = realtime_settings.METRICS_TOKEN
     if not token:
         if settings.DEBUG:
             return None
-        return JsonResponse(
-            {"code": "forbidden", "message": "Metrics are off: set METRICS_TOKEN (or DEBUG, in development)."},
-            status=403,
-        )
+        message = "Metrics are off: set REALTIME['METRICS_TOKEN'] (or DEBUG, in development)."
+        return JsonResponse({"code": "forbidden", "message": message}, status=403)
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
         return None

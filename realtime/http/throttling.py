@@ -1,22 +1,22 @@
 """Login throttling (PROTOCOL section 9): wrong guesses are counted, password checks are capped.
 
-- Failed logins are counted per username and per client address in Django's cache (Redis
-  when `REDIS_URL` is set, so every process shares the counts) over LOGIN_WINDOW seconds.
+- Failed logins are counted per username and per client address (`failure_counts`: the app's
+  Redis when `REALTIME["REDIS_URL"]` is set, so every process shares the counts; else Django's
+  default cache) over LOGIN_WINDOW seconds.
   At LOGIN_FAILURES_PER_USER failures for a username, or LOGIN_FAILURES_PER_ADDRESS from
   an address, further logins are answered 429 `rate_limited` with `Retry-After`, before
   any password is checked. A successful login counts nothing: a user who types the
   password right is never locked out by their own logins. The token API and the admin's
   login form (`login_attempt`) share the counts: a failure is counted wherever Django's
-  `authenticate` reports it (`user_login_failed`, connected in `AccountsConfig.ready`).
+  `authenticate` reports it (`user_login_failed`, connected in `RealtimeConfig.ready`).
   While the cache cannot be reached, logins are answered 503 `unavailable`.
 - At most LOGIN_CONCURRENCY password checks run at once in a process (each is a slow hash
   and a database connection): a flood of logins queues instead of using up the
   database's connections; one that waits longer than LOGIN_WAIT seconds gets 503
   `unavailable`.
-- The client address is the socket's peer (`REMOTE_ADDR`) unless TRUSTED_PROXY_COUNT
-  proxies are configured in front: then it is the address those proxies saw, taken from
-  `X-Forwarded-For` (DRF's `NUM_PROXIES`), and a client cannot pick its own by sending
-  that header.
+- The client address (`realtime.auth.addresses`) is the socket's peer (`REMOTE_ADDR`) unless
+  proxies are configured in front (DRF's `NUM_PROXIES`): then it is the address those proxies
+  saw, taken from `X-Forwarded-For`, and a client cannot pick its own by sending that header.
 """
 
 from __future__ import annotations
@@ -28,15 +28,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
+from django.core.cache import BaseCache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.utils.translation import ngettext
 from redis.exceptions import RedisError
 from rest_framework import exceptions
 
 from realtime.auth.addresses import client_address
 from realtime.http.errors import APIError
+from realtime.support.conf import realtime_settings
+from realtime.support.state import current
 
 
 def for_how_long(seconds: float) -> str:
@@ -80,7 +82,7 @@ def _keys(request, username: str) -> tuple[str, str]:
 
 
 @contextmanager
-def _counts() -> Iterator[None]:
+def _reaching_counts() -> Iterator[None]:
     """Around the cache's calls: Redis down is `LoginsUnavailable` (503), not a 500."""
     try:
         yield
@@ -91,25 +93,25 @@ def _counts() -> Iterator[None]:
 def check_allowed(request, username: str) -> None:
     """Raise `LoginsPaused` (429, Retry-After) when this username or address failed too often."""
     user_key, address_key = _keys(request, username)
-    with _counts():
-        counts = cache.get_many([user_key, address_key])
+    with _reaching_counts():
+        found = failure_counts().get_many([user_key, address_key])
     if (
-        counts.get(user_key, 0) >= settings.LOGIN_FAILURES_PER_USER
-        or counts.get(address_key, 0) >= settings.LOGIN_FAILURES_PER_ADDRESS
+        found.get(user_key, 0) >= realtime_settings.LOGIN_FAILURES_PER_USER
+        or found.get(address_key, 0) >= realtime_settings.LOGIN_FAILURES_PER_ADDRESS
     ):
-        raise LoginsPaused(wait=settings.LOGIN_WINDOW)
+        raise LoginsPaused(wait=realtime_settings.LOGIN_WINDOW)
 
 
 def record_failure(request, username: str) -> None:
     """Count a failed login for the username and the address (each count lives LOGIN_WINDOW seconds)."""
-    window = settings.LOGIN_WINDOW
-    with _counts():
+    window = realtime_settings.LOGIN_WINDOW
+    with _reaching_counts():
         for key in _keys(request, username):
-            if not cache.add(key, 1, timeout=window):
+            if not failure_counts().add(key, 1, timeout=window):
                 try:
-                    cache.incr(key)
+                    failure_counts().incr(key)
                 except ValueError:  # expired between add and incr
-                    cache.add(key, 1, timeout=window)
+                    failure_counts().add(key, 1, timeout=window)
 
 
 def count_failure(sender: Any, credentials: dict, request: Any = None, **kwargs: Any) -> None:
@@ -130,25 +132,33 @@ def login_attempt(request, username: str) -> Iterator[None]:
         yield
 
 
-_checks_lock = threading.Lock()
-_checks: threading.BoundedSemaphore | None = None
-_checks_size = 0
+_making = threading.Lock()  # password checks run in threads: two first callers must not make two semaphores
 
 
 def _semaphore() -> threading.BoundedSemaphore:
-    global _checks, _checks_size
-    size = settings.LOGIN_CONCURRENCY
-    with _checks_lock:
-        if _checks is None or _checks_size != size:
-            _checks, _checks_size = threading.BoundedSemaphore(size), size
-        return _checks
+    """LOGIN_CONCURRENCY slots, a part of the process's Node."""
+    size = realtime_settings.LOGIN_CONCURRENCY
+    with _making:
+        return current().part(("login-slots", size), lambda: threading.BoundedSemaphore(size))
+
+
+def failure_counts() -> BaseCache:
+    """Where failed logins are counted: the app's Redis (REALTIME["REDIS_URL"]), shared by every process,
+    under `<REDIS_PREFIX>:cache`; without Redis, the project's default cache."""
+    url = realtime_settings.REDIS_URL
+    if not url:
+        return caches["default"]
+    prefix = realtime_settings.REDIS_PREFIX
+    with _making:
+        options = {"KEY_PREFIX": f"{prefix}:cache"}
+        return current().part(("login-counts", url, prefix), lambda: RedisCache(url, options))
 
 
 @contextmanager
 def password_check_slot():
     """Hold one of LOGIN_CONCURRENCY slots for a password check; 503 after LOGIN_WAIT seconds."""
     semaphore = _semaphore()
-    if not semaphore.acquire(timeout=settings.LOGIN_WAIT):
+    if not semaphore.acquire(timeout=realtime_settings.LOGIN_WAIT):
         raise PasswordChecksBusy()
     try:
         yield

@@ -11,7 +11,6 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
@@ -19,7 +18,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.models import revoke_credentials
+from realtime.auth.revocation import revoke_credentials
 from realtime.auth.tokens import (
     CredentialsError,
     InvalidCredentials,
@@ -30,13 +29,16 @@ from realtime.auth.tokens import (
 )
 from realtime.http import throttling
 from realtime.http.errors import APIError
+from realtime.http.views import AppView
 
 
 class _Unauthenticated:
-    """Token endpoints take credentials in the body: no session, so no CSRF check."""
+    """Token endpoints take credentials in the body: no session, so no CSRF check; JSON and the app's errors."""
 
     authentication_classes: list = []
     permission_classes: list = []
+    renderer_classes = AppView.renderer_classes
+    get_exception_handler = AppView.get_exception_handler
 
 
 class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):
@@ -69,12 +71,17 @@ class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
 
 
 class TokenObtainView(_Unauthenticated, jwt_views.TokenObtainPairView):
-    """`{username, password}` -> `{access, refresh}`; throttled (`realtime.http.throttling`)."""
+    """`{username, password}` -> `{access, refresh}`; throttled (`realtime.http.throttling`).
+
+    `username` is the user model's `USERNAME_FIELD` (`email`, say), as simplejwt names the field.
+    """
 
     serializer_class = TokenObtainSerializer
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        username = request.data.get("username") if isinstance(request.data, dict) else None
+        # The field the serializer reads: counted under the name the failed login is recorded by.
+        field = self.serializer_class.username_field
+        username = request.data.get(field) if isinstance(request.data, dict) else None
         username = username if isinstance(username, str) else ""
         with throttling.login_attempt(request, username):  # a wrong password counts (throttling.count_failure)
             return super().post(request, *args, **kwargs)
@@ -124,7 +131,7 @@ class ForeignToken(APIError):
     default_code = "permission_denied"
 
 
-class LogoutView(APIView):
+class LogoutView(AppView):
     """Blacklist a refresh token (or all of the user's), revoke the user's access tokens, end their sockets.
 
     Revoking sends `realtime.signals.credentials_revoked` (reason "logout") once the
@@ -141,7 +148,8 @@ class LogoutView(APIView):
             token = RefreshToken(body.validated_data["refresh"])
         except TokenError as exc:
             raise InvalidToken(str(exc)) from exc
-        if str(token.get(jwt_settings.USER_ID_CLAIM)) != str(request.user.pk):
+        # The claim holds USER_ID_FIELD (not necessarily the primary key), as simplejwt wrote it: str() for a UUID.
+        if str(token.get(jwt_settings.USER_ID_CLAIM)) != str(getattr(request.user, jwt_settings.USER_ID_FIELD)):
             raise ForeignToken()
         # One transaction: the signal goes out only once every write has committed.
         with transaction.atomic():

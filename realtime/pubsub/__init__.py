@@ -1,1 +1,1 @@
-"""Layer 3: channels: publishing, reading history and presence, the per-loop hub that fans publications out to sockets."""
+"""Layer 3: channels: publishing, reading history and presence, the per-loop hub that fans publications out."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import weakref
 from typing import Any, Protocol
 
 from realtime.core import protocol
@@ -36,6 +35,7 @@ from realtime.engine.base import Listener, PresenceChange
 from realtime.support import metrics
 from realtime.support.advisory import advisory
 from realtime.support.conf import realtime_settings
+from realtime.support.state import current
 
 logger = logging.getLogger(__name__)
 
@@ -202,17 +202,10 @@ class Hub:
             await listener.close()
 
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
-
-
 def get_hub() -> Hub:
-    """The hub of the running event loop (a new one when the engine changed: settings, tests)."""
-    loop = asyncio.get_running_loop()
+    """The hub of the running event loop and its engine: a part of the process's Node (one per loop and engine)."""
     engine = get_engine()
-    hub = _hubs.get(loop)
-    if hub is None or hub.engine is not engine:
-        hub = _hubs[loop] = Hub(engine)
-    return hub
+    return current().loop_part((Hub, id(engine)), lambda: Hub(engine))
 
 
 async def announce(channel: str, change: PresenceChange) -> None:

@@ -1,6 +1,6 @@
 """Presence: who is on a channel, and `join`/`leave` pushes on every process.
 
-Each process keeps the presence entries of its own sockets in `LOCAL` and
+Each process keeps the presence entries of its own sockets in `local()` and
 extends them every NODE_HEARTBEAT (`touch_local`, called by the node's beat), so
 the entries of a process that died lapse after `ttl()` seconds. A socket that
 drops keeps its entry for PRESENCE_GRACE seconds: coming back (resuming) within
@@ -16,11 +16,13 @@ from typing import Any
 from realtime.engine import PresenceChange, get_engine
 from realtime.pubsub import hub as fanout
 from realtime.support.conf import realtime_settings
+from realtime.support.state import current
 
 logger = logging.getLogger(__name__)
 
-# channel -> sessions of this process present on it
-LOCAL: dict[str, set[str]] = {}
+def local() -> dict[str, set[str]]:
+    """channel -> sessions of this process present on it (a part of the process's Node)."""
+    return current().part((__name__, "local"), dict)
 
 
 def ttl() -> float:
@@ -36,7 +38,7 @@ async def announce(channel: str, change: PresenceChange | None) -> None:
 
 async def add(channel: str, session: str, user: dict[str, Any]) -> PresenceChange:
     """A socket subscribed: mark it present (on failure, this process keeps nothing: a stored entry lapses)."""
-    LOCAL.setdefault(channel, set()).add(session)
+    local().setdefault(channel, set()).add(session)
     try:
         return await get_engine().presence_add(channel, session, user, ttl=ttl())
     except BaseException:
@@ -59,11 +61,11 @@ async def drop(channel: str, session: str) -> None:
 
 
 def _forget(channel: str, session: str) -> None:
-    sessions = LOCAL.get(channel)
+    sessions = local().get(channel)
     if sessions is not None:
         sessions.discard(session)
         if not sessions:
-            del LOCAL[channel]
+            del local()[channel]
 
 
 def _schedule_prune(channel: str) -> None:
@@ -88,9 +90,9 @@ async def announce_quietly(channel: str, change: PresenceChange) -> None:
 
 async def touch_local() -> None:
     """Extend this process's entries and prune the channels they are on (the node's beat)."""
-    if not LOCAL:
+    if not local():
         return
-    snapshot = {channel: list(sessions) for channel, sessions in LOCAL.items()}
+    snapshot = {channel: list(sessions) for channel, sessions in local().items()}
     await get_engine().presence_touch(snapshot, ttl=ttl())
     for channel in snapshot:
         await prune(channel)

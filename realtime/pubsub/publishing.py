@@ -18,14 +18,14 @@ import math
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 
 from realtime.core.errors import RateLimited, TooLarge
-from realtime.core.frames import now_ms
-from realtime.engine import OverQuota, Published, Quota, get_engine, publication_parts
+from realtime.core.frames import now_ms, publication_parts
+from realtime.engine import OverQuota, Published, Quota, get_engine
 from realtime.namespaces import resolve
 from realtime.support import metrics
 from realtime.support.conf import realtime_settings
+from realtime.support.state import current
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +37,11 @@ def check_data_size(data: Any) -> None:
         raise TooLarge(f"`data` over {limit} bytes.")
 
 
-async def publish(channel: str, data: Any, *, user: int | None = None, quota: int | None = None) -> Published:
+async def publish(channel: str, data: Any, *, user: Any = None, quota: Any = None) -> Published:
     """Publish `data` to `channel` as user id `user` (None: the server); returns its position.
 
+    `user` and `quota` are primary keys of any type (`realtime.core.users`: an integer is a
+    JSON number in the publication, a UUID or string a JSON string; a quota is keyed by `str()`).
     Raises `BadRequest`/`UnknownNamespace` for a bad channel. Permissions are the
     caller's business: this is the server side, which may publish anywhere. `quota` is the
     id of the user charged for it (PUBLISH_BYTES_PER_SECOND, one quota per user for all of
@@ -65,9 +67,6 @@ async def publish(channel: str, data: Any, *, user: int | None = None, quota: in
     return published
 
 
-_warned = False
-
-
 def unheard_warning() -> str | None:
     """Why a publication made in this process may reach nobody, or None.
 
@@ -75,14 +74,10 @@ def unheard_warning() -> str | None:
     process serves can hear it, and a process that serves none (a shell, a command, a worker)
     reaches no socket at all. Said once per process (`publish_sync` logs it).
     """
-    global _warned
-    if _warned or getattr(settings, "REDIS_URL", ""):
+    node = current()
+    if node.serving or "unheard" in node.said or realtime_settings.REDIS_URL:
         return None
-    from realtime.runtime.node import serving
-
-    if serving():
-        return None
-    _warned = True
+    node.said.add("unheard")
     return (
         "REDIS_URL is not set: this process is not a server and has no Redis, so its publications "
         "reach no socket (set REDIS_URL to the servers' Redis; `make run` serves with one)."
@@ -92,7 +87,7 @@ def unheard_warning() -> str | None:
 _publish_from_sync = async_to_sync(publish)
 
 
-def publish_sync(channel: str, data: Any, *, user: int | None = None, quota: int | None = None):
+def publish_sync(channel: str, data: Any, *, user: Any = None, quota: Any = None):
     """`publish` from synchronous code (a view, a signal, a task, a shell); returns the position."""
     warning = unheard_warning()
     if warning:

@@ -37,6 +37,7 @@ from realtime.models import Connection, Node
 from realtime.sessions import rows as sessions
 from realtime.support.advisory import advisory
 from realtime.support.conf import realtime_settings
+from realtime.support.state import current
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ STOP_TIMEOUT = 2.0  # seconds `stop()` waits for the cancelled beat task
 SHUTDOWN_TIMEOUT = 10.0  # seconds the reactor waits for `shutdown()` before it stops anyway
 _WAKE_SLACK = 0.005  # asyncio may wake a timer up to one clock tick early; don't loop for that
 
-_process_started = timezone.now()  # rows of our name opened before this are a previous process's
 # Called once the process has registered, on its loop: the server glue adds to it (`realtime.server.daphne`).
 START_HOOKS: list[Callable[[], object]] = []
 
@@ -64,22 +64,9 @@ class _Runner:
     task: asyncio.Task | None = None
 
 
-_runner: _Runner | None = None
-
-
-def _forget_after_fork() -> None:
-    # A forked child is another process: its own name, start time and task.
-    global _runner, _process_started
-    _runner = None
-    _process_started = timezone.now()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
-
-
 def serving() -> bool:
     """Whether this process registered as a node: it serves HTTP or sockets (not a shell or a command)."""
-    return _runner is not None
+    return current().serving
 
 
 def node_name() -> str:
@@ -158,7 +145,7 @@ def _register(name: str) -> None:
         )
         # A restarted container often gets the same hostname and pid: rows opened before this
         # process started are not ours, and our beat would otherwise keep them open for ever.
-        left = Connection.objects.filter(node=name, closed_at__isnull=True, opened_at__lt=_process_started).update(
+        left = Connection.objects.filter(node=name, closed_at__isnull=True, opened_at__lt=current().started_at).update(
             closed_at=now, close_code=STALE_CODE, close_reason=STALE_REASON
         )
     if left:
@@ -246,13 +233,12 @@ def _next(deadline: float, period: float, now: float) -> float:
 async def _run(name: str) -> None:
     """Beat every NODE_HEARTBEAT seconds, clean up every CLEANUP_INTERVAL seconds and renew the live
     sockets' channel-layer groups every quarter of the layer's group_expiry, until cancelled."""
-    from channels.layers import get_channel_layer
-
+    from realtime.engine.layer import channel_layer
     from realtime.sessions.live import live_row_pks, renew_groups, renewal_period
 
     loop = asyncio.get_running_loop()
     failing: set[str] = set()
-    layer = get_channel_layer()
+    layer = channel_layer()
     renewal = renewal_period(layer)
     next_beat = loop.time() + realtime_settings.NODE_HEARTBEAT
     next_cleanup = loop.time() + realtime_settings.CLEANUP_INTERVAL
@@ -293,9 +279,9 @@ async def ensure_started() -> None:
 
     After the first call this is a check of one flag. Database errors are logged, not raised.
     """
-    global _runner
+    node = current()
     loop = asyncio.get_running_loop()
-    runner = _runner
+    runner = node.runner
     if runner is not None and runner.loop is loop:
         if runner.ready:
             return
@@ -303,7 +289,7 @@ async def ensure_started() -> None:
         if runner is not None and runner.task is not None:
             # Started on another loop that may still run: one beat task per process is enough.
             _cancel_elsewhere(runner.loop, runner.task)
-        runner = _runner = _Runner(loop=loop, name=node_name())
+        runner = node.runner = _Runner(loop=loop, name=node_name())
         runner.starting = loop.create_task(_start(runner))
     # Concurrent first callers all wait for the one registration; shield: a cancelled caller
     # (a client that went away) must not cancel it for the others.
@@ -312,8 +298,8 @@ async def ensure_started() -> None:
 
 async def stop() -> None:
     """Stop this process's background task without touching the database; `ensure_started` starts anew."""
-    global _runner
-    runner, _runner = _runner, None
+    node = current()
+    runner, node.runner = node.runner, None
     if runner is None:
         return
     tasks = [task for task in (runner.starting, runner.task) if task is not None and not task.done()]
@@ -334,11 +320,10 @@ async def shutdown(reason: str = "shutdown") -> int:
 
     Returns the number of rows closed. Later `ensure_started` calls on this loop do nothing.
     """
-    global _runner
     await stop()
     name = node_name()
     # Mark this loop as done, so a request that arrives during shutdown does not register again.
-    _runner = _Runner(loop=asyncio.get_running_loop(), name=name, ready=True)
+    current().runner = _Runner(loop=asyncio.get_running_loop(), name=name, ready=True)
     # Rows are written in the background: what is queued lands first, so no row of ours
     # is inserted (open) after the retire below.
     await sessions.flush()

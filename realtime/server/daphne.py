@@ -38,6 +38,7 @@ import weakref
 from typing import Any
 
 from realtime.runtime import node
+from realtime.support.state import current
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,9 @@ async def wait_writable(protocol: Any) -> None:
 
 CLOSE_HANDSHAKE_TIMEOUT = 30.0
 
-# The WebSocket protocols this process accepted, so a shutdown can wait for their close.
-_accepted: weakref.WeakSet = weakref.WeakSet()
+def accepted() -> weakref.WeakSet:
+    """The WebSocket protocols this process accepted, so a shutdown can wait for their close (a Node part)."""
+    return current().part((__name__, "accepted"), weakref.WeakSet)
 
 
 def _is_closed(protocol: Any) -> bool:
@@ -117,7 +119,7 @@ async def wait_closed(timeout: float) -> int:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        open_ = [protocol for protocol in list(_accepted) if not _is_closed(protocol)]
+        open_ = [protocol for protocol in list(accepted()) if not _is_closed(protocol)]
         if not open_ or loop.time() >= deadline:
             return len(open_)
         await asyncio.sleep(0.05)
@@ -154,7 +156,7 @@ def install() -> bool:
         if kind == "websocket.send":
             await wait_writable(protocol)
         elif kind == "websocket.accept":
-            _accepted.add(protocol)
+            accepted().add(protocol)
             protocol.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT
 
     handle_reply.backpressure = True
@@ -164,6 +166,8 @@ def install() -> bool:
 
 # ---------------------------------------------------------------- the reactor's shutdown
 
+# Which process put the trigger into its reactor: a fact about the reactor (Twisted's, one per process), not a
+# part of the Node; a fresh Node must not add a second trigger.
 _hook_pid: int | None = None
 
 

@@ -1,1 +1,1 @@
-"""Layer 3: socket sessions: their rows in the database, resumable records, per-user slots, control events, live sockets."""
+"""Layer 3: socket sessions: rows in the database, resumable records, per-user slots, control events, live sockets."""

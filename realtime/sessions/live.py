@@ -9,6 +9,8 @@ from __future__ import annotations
 import weakref
 from typing import Any, Protocol
 
+from realtime.support.state import current
+
 
 class LiveSocket(Protocol):
     """What the shutdown and the beat need of a socket."""
@@ -23,21 +25,22 @@ class LiveSocket(Protocol):
 
 def live_channel_names() -> set[str]:
     """The channel names of the sockets of this process whose consumer is still running."""
-    return {socket.channel_name for socket in list(LIVE)}
+    return {socket.channel_name for socket in list(live())}
 
 
 def live_row_pks() -> frozenset[int]:
     """The primary keys of the session rows of the live sockets (the beat keeps only these open)."""
-    return frozenset(row.pk for socket in list(LIVE) if (row := socket.row) is not None and row.pk is not None)
+    return frozenset(row.pk for socket in list(live()) if (row := socket.row) is not None and row.pk is not None)
 
 
-# Weak: a socket that ended is gone from here without a goodbye of its own.
-LIVE: weakref.WeakSet[LiveSocket] = weakref.WeakSet()
+def live() -> weakref.WeakSet[LiveSocket]:
+    """The live sockets of this process (a Node part). Weak: a socket that ended leaves without a goodbye."""
+    return current().part((__name__, "live"), weakref.WeakSet)
 
 
 def say_going_away() -> int:
     """Tell every socket of this process that the server is going away (1001); returns how many."""
-    return sum(1 for socket in list(LIVE) if socket.go_away())
+    return sum(1 for socket in list(live()) if socket.go_away())
 
 
 async def renew_groups(layer) -> int:
@@ -47,7 +50,7 @@ async def renew_groups(layer) -> int:
     admin actions. Returns how many memberships were renewed.
     """
     renewed = 0
-    for socket in list(LIVE):
+    for socket in list(live()):
         for group in list(socket.groups):
             await layer.group_add(group, socket.channel_name)
             renewed += 1

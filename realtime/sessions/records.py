@@ -27,17 +27,18 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from channels.layers import get_channel_layer
-
 from realtime.core.protocol import CloseCode
 from realtime.engine import SessionWrite, get_engine
+from realtime.engine.layer import channel_layer
 from realtime.sessions.control import disconnect_event
 from realtime.support.conf import realtime_settings
+from realtime.support.state import current
 
 logger = logging.getLogger(__name__)
 
-# The live sessions of this process, by session id, for the beat.
-LOCAL: dict[str, SessionRecord] = {}
+def local() -> dict[str, SessionRecord]:
+    """The live sessions of this process, by session id, for the beat (a part of the process's Node)."""
+    return current().part((__name__, "local"), dict)
 
 
 def resumable(close_code: int | None) -> bool:
@@ -75,7 +76,7 @@ class SessionRecord:
     def open(self) -> None:
         """Start keeping the record up to date (the beat sees it from now on)."""
         if enabled():
-            LOCAL[self.session] = self
+            local()[self.session] = self
 
     def pending(self) -> SessionWrite:
         """What the engine lacks: changed positions (and, always, a renewal of the record's lifetime)."""
@@ -101,8 +102,8 @@ class SessionRecord:
         self._unregister()
 
     def _unregister(self) -> None:
-        if LOCAL.get(self.session) is self:
-            del LOCAL[self.session]
+        if local().get(self.session) is self:
+            del local()[self.session]
 
     async def write(self, ttl: float | None = None) -> None:
         """Bring the record up to date now (after a subscribe or an unsubscribe); failures are logged."""
@@ -145,7 +146,7 @@ async def take(session_id: str | None, owner: str, user_id: Any) -> dict[str, li
     if taken.owner and taken.owner != owner:
         event = {**disconnect_event(CloseCode.SESSION_TAKEN_OVER), "taken_over": True}
         try:
-            await get_channel_layer().send(taken.owner, event)
+            await channel_layer().send(taken.owner, event)
         except Exception as exc:  # that socket's writes are refused anyway; it ends at its heartbeat
             logger.warning("could not tell the previous socket of %s to close: %r", session_id, exc)
     return taken.subscriptions
@@ -153,7 +154,7 @@ async def take(session_id: str | None, owner: str, user_id: Any) -> dict[str, li
 
 async def touch_local() -> None:
     """The node's beat: record every live session's positions and renew its lifetime, in one batch."""
-    records = list(LOCAL.values())
+    records = list(local().values())
     if not records:
         return
     writes = [record.pending() for record in records]

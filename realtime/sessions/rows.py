@@ -23,7 +23,6 @@ import contextvars
 import ipaddress
 import logging
 import secrets
-import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from django.utils import timezone
 
 from realtime.models import Connection
 from realtime.support import metrics
+from realtime.support.state import current
 
 logger = logging.getLogger(__name__)
 
@@ -192,15 +192,9 @@ class _SessionWriter:
                         write.done.set_result(None)
 
 
-_writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _writer() -> _SessionWriter:
-    loop = asyncio.get_running_loop()
-    writer = _writers.get(loop)
-    if writer is None:
-        writer = _writers[loop] = _SessionWriter(loop)
-    return writer
+    """The running loop's writer: a part of the process's Node."""
+    return current().loop_part(_SessionWriter, lambda: _SessionWriter(asyncio.get_running_loop()))
 
 
 def _waited(write: _Write) -> asyncio.Future:
@@ -261,7 +255,7 @@ def record_close(row: SessionRow, code: int | None, reason: str) -> asyncio.Futu
 
 async def flush() -> None:
     """Wait until every session-row write queued on this event loop so far is written."""
-    writer = _writers.get(asyncio.get_running_loop())
+    writer = current().peek_loop(_SessionWriter)
     if writer is None or (not writer.pending and (writer.task is None or writer.task.done())):
         return
     await _waited(_Write("flush"))

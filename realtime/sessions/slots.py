@@ -25,9 +25,12 @@ from realtime.core.protocol import CloseCode
 from realtime.engine import get_engine
 from realtime.sessions.live import live_channel_names
 from realtime.support.conf import realtime_settings
+from realtime.support.state import current
 
-# The slots this process's live sockets hold: slot (channel name) -> user id, for the beat.
-LOCAL: dict[str, str] = {}
+
+def local() -> dict[str, str]:
+    """The slots this process's live sockets hold: slot (channel name) -> user id, for the beat (a Node part)."""
+    return current().part((__name__, "local"), dict)
 
 
 def ttl() -> float:
@@ -46,13 +49,13 @@ async def admit(user_id: Any, slot: str) -> CloseCode | None:
         return CloseCode.RATE_LIMITED
     if not await engine.slot_admit(user, slot, limit=settings["MAX_CONNECTIONS_PER_USER"], ttl=ttl()):
         return CloseCode.TOO_MANY_CONNECTIONS
-    LOCAL[slot] = user  # (a socket cancelled during the await holds none here: its slot lapses in the engine)
+    local()[slot] = user  # (a socket cancelled during the await holds none here: its slot lapses in the engine)
     return None
 
 
 async def release(slot: str) -> None:
     """The socket is gone: stop renewing its slot and give it back (a failure: it lapses on its own)."""
-    user = LOCAL.pop(slot, None)
+    user = local().pop(slot, None)
     if user is not None:
         await get_engine().slot_release(user, slot)
 
@@ -61,16 +64,16 @@ async def touch_local() -> None:
     """The node's beat: renew the slots of this process's live sockets, in one batch.
 
     Only of sockets that are really alive here: a consumer that ended without its
-    `on_disconnect` (killed by its server, a crash inside it) left its slot in `LOCAL`;
+    `on_disconnect` (killed by its server, a crash inside it) left its slot in `local()`;
     it is forgotten now and lapses in the engine, so it cannot hold the user's slot for ever.
     """
-    if not LOCAL:
+    if not local():
         return
     alive = live_channel_names()
-    for slot in [slot for slot in LOCAL if slot not in alive]:
-        del LOCAL[slot]
+    for slot in [slot for slot in local() if slot not in alive]:
+        del local()[slot]
     by_user: dict[str, list[str]] = defaultdict(list)
-    for slot, user in LOCAL.items():
+    for slot, user in local().items():
         by_user[user].append(slot)
     if by_user:
         await get_engine().slot_touch(dict(by_user), ttl=ttl())

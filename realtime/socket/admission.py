@@ -22,12 +22,13 @@ from channels.security.websocket import WebsocketDenier
 from realtime.auth.addresses import scope_client_address
 from realtime.support import metrics
 from realtime.support.conf import realtime_settings
+from realtime.support.state import current
 
 PLACE = "realtime.place"  # the scope key of a socket's place
 
 
 class Place:
-    """A held place; `GATE.release` gives it back (once, however often it is called)."""
+    """A held place; `gate().release` gives it back (once, however often it is called)."""
 
     __slots__ = ("address", "held")
 
@@ -73,7 +74,9 @@ class Gate:
         return self.total >= realtime_settings.MAX_UNAUTHENTICATED
 
 
-GATE = Gate()
+def gate() -> Gate:
+    """This process's gate (a part of its Node)."""
+    return current().part(Gate)
 
 
 def without_credentials(scope: dict[str, Any]) -> bool:
@@ -96,11 +99,11 @@ class AdmissionGate:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if not without_credentials(scope):
             return await self.inner(scope, receive, send)
-        place = GATE.admit(scope)
+        place = gate().admit(scope)
         if place is None:
             metrics.unauthenticated_refused()
             return await WebsocketDenier()(scope, receive, send)
         try:
             return await self.inner(dict(scope, **{PLACE: place}), receive, send)
         finally:
-            GATE.release(place)
+            gate().release(place)

@@ -10,6 +10,7 @@ heartbeat, token expiry) are one timer per connection in the event loop's heap
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -18,6 +19,7 @@ from urllib.parse import parse_qs
 
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
+from channels.utils import await_many_dispatch
 
 from realtime.auth.addresses import scope_client_address
 from realtime.auth.middleware import SUBPROTOCOL
@@ -25,15 +27,17 @@ from realtime.core import protocol
 from realtime.core.errors import BadRequest, Disconnect, RateLimited, RealtimeError, Unavailable
 from realtime.core.limits import ErrorWindow, TokenBucket
 from realtime.core.protocol import CloseCode
+from realtime.core.users import wire_user
+from realtime.engine.layer import channel_layer
 from realtime.runtime.node import node_name
 from realtime.sessions import records as resumption
 from realtime.sessions import rows as sessions
 from realtime.sessions import slots
 from realtime.sessions.control import CHANNEL_END_EVENT, DISCONNECT_EVENT, django_session_group, user_group
-from realtime.sessions.live import LIVE
+from realtime.sessions.live import live
 from realtime.signals import SocketSignals, channel_unsubscribed, socket_connected, socket_disconnected
 from realtime.socket import handlers
-from realtime.socket.admission import GATE, PLACE
+from realtime.socket.admission import PLACE, gate
 from realtime.socket.outbox import Outbox, Overflow, close_message
 from realtime.socket.state import SocketState
 from realtime.socket.subscriptions import Subscriptions
@@ -107,7 +111,7 @@ class RealtimeConsumer(AsyncConsumer):
 
     async def __call__(self, scope, receive, send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await self._serve(scope, receive, send)
         except asyncio.CancelledError:
             # The server is stopping (daphne cancels every application on SIGTERM):
             # tell the client to come back, best effort, then let the task end.
@@ -118,9 +122,22 @@ class RealtimeConsumer(AsyncConsumer):
             self._log_close()
             if self.welcomed:
                 self._signal_disconnected()
-            LIVE.discard(self)  # however it ended: the beat renews nothing of it from now on
+            live().discard(self)  # however it ended: the beat renews nothing of it from now on
             if self.outbox is not None:  # counted as open in on_connect
                 metrics.connection_ended()
+
+    async def _serve(self, scope, receive, send) -> None:
+        """`AsyncConsumer.__call__` on the app's own channel layer (never the project's CHANNEL_LAYERS)."""
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = channel_layer()
+        self.channel_name = await self.channel_layer.new_channel()
+        try:
+            await await_many_dispatch(
+                [receive, functools.partial(self.channel_layer.receive, self.channel_name)], self.dispatch
+            )
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route an event by the explicit table. No `aclose_old_connections()` here:
@@ -145,7 +162,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.bad_frames = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
         self.rate_errors = ErrorWindow(settings["MAX_ERRORS"], settings["ERROR_WINDOW"])
         self.outbox = Outbox(self.base_send, settings["SEND_QUEUE_BYTES"])
-        LIVE.add(self)  # for a graceful shutdown: realtime.sessions.live.say_going_away
+        live().add(self)  # for a graceful shutdown: realtime.sessions.live.say_going_away
         metrics.connection_opened()
 
         # Close codes only work after accept: closing before it is an HTTP 403. A browser that offered
@@ -341,7 +358,7 @@ class RealtimeConsumer(AsyncConsumer):
         self.user = user
         if self.state in (SocketState.OPEN, SocketState.AUTHENTICATING):  # not when a close began meanwhile
             self.state = SocketState.AUTHENTICATED
-        GATE.release(self.scope.get(PLACE))  # authenticated: no longer one of the unauthenticated
+        gate().release(self.scope.get(PLACE))  # authenticated: no longer one of the unauthenticated
         self.auth_method = method
         self.record = resumption.SessionRecord(
             self.session_id, self.channel_name, user.pk, self.subscriptions.positions
@@ -368,7 +385,7 @@ class RealtimeConsumer(AsyncConsumer):
             protocol.welcome(
                 request_id,
                 session=self.session_id,
-                user={"id": user.pk, "username": user.get_username()},
+                user=wire_user(user),  # any primary key: a UUID or string id as a JSON string
                 expires_at=expires_at,
                 heartbeat=self.settings["HEARTBEAT"],
                 resume_window=self.settings["RESUME_WINDOW"],

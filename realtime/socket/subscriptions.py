@@ -35,6 +35,7 @@ from realtime.core.errors import (
     with_id,
 )
 from realtime.core.frames import message_frame
+from realtime.core.users import wire_user
 from realtime.engine import Position, Slice, get_engine
 from realtime.namespaces import Namespace, allowed, check_access, resolve
 from realtime.pubsub import presence
@@ -82,8 +83,8 @@ class Subscriptions:
         self.pinged: list[tuple[Subscription, int]] | None = None
 
     def user_info(self) -> dict[str, Any]:
-        user = self.consumer.user
-        return {"id": user.pk, "username": user.get_username()}
+        """This socket's user as presence, `join` and `leave` show it (JSON: a UUID id as a string)."""
+        return wire_user(self.consumer.user)
 
     async def resolve(self, channel: str, request_id) -> tuple[Namespace, str]:
         """The channel's namespace, or an error carrying the request id."""

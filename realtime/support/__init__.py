@@ -1,1 +1,1 @@
-"""Layer 1: the app's settings (`REALTIME`), its metric counters, and how a failing backing service becomes `unavailable`."""
+"""Layer 1: the settings (`REALTIME`), metric counters, the process's Node, and backing-service errors."""

@@ -4,8 +4,8 @@ Read lazily through `realtime_settings` (like DRF's `api_settings`): nothing is
 frozen at import, and `override_settings(REALTIME=...)` takes effect at once.
 Precedence, lowest first: the defaults below, `settings.REALTIME`, then the
 environment variables `REALTIME_<KEY>`. An unknown key or an invalid value raises
-`ImproperlyConfigured` naming the key; `RealtimeConfig.ready()` loads the
-settings so that such a mistake stops start-up.
+`ImproperlyConfigured` naming the key when it is read; `problems()` lists every
+such mistake for the system checks (realtime/checks.py), which stop the servers' start-up.
 """
 
 from __future__ import annotations
@@ -60,7 +60,24 @@ DEFAULT_NAMESPACES: dict[str, dict[str, Any]] = {
     },
 }
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+CHANNEL_LAYER_FLAVOURS = ("core", "pubsub")
+
 OPTIONS: dict[str, Option] = {
+    "REDIS_URL": Option(
+        str, "", "The Redis every process shares (history, presence, fan-out, sessions, control); empty: in memory."
+    ),
+    "REDIS_PREFIX": Option(str, "rt", "Prefix of every Redis key of the app (several deployments may share a Redis)."),
+    "CHANNEL_LAYER_FLAVOUR": Option(
+        str, "core", "The app's channel layer on Redis: `core` (channels-redis lists) or `pubsub` (Redis pub/sub)."
+    ),
+    "CHANNEL_LAYER_CAPACITY": Option(int, 1000, "Control events a socket's channel holds before more are dropped.", 1),
+    "LOGIN_FAILURES_PER_USER": Option(int, 10, "Failed logins per username in LOGIN_WINDOW before a pause (429).", 1),
+    "LOGIN_FAILURES_PER_ADDRESS": Option(int, 50, "Failed logins per client address in LOGIN_WINDOW (429).", 1),
+    "LOGIN_WINDOW": Option(int, 300, "Seconds over which failed logins are counted, and the pause after.", 1),
+    "LOGIN_CONCURRENCY": Option(int, 8, "Password checks at once per process (each is ~100 ms of CPU).", 1),
+    "LOGIN_WAIT": Option(float, 10.0, "Seconds a login waits for a password-check slot (then 503).", 0.1),
+    "METRICS_TOKEN": Option(str, "", "Bearer token of `GET /metrics`; empty: open with DEBUG, refused (403) without."),
     "AUTH_TIMEOUT": Option(float, 10.0, "Seconds an unauthenticated socket may wait for `auth` (then 4501)."),
     "REFRESH_LEAD": Option(float, 30.0, "Seconds before token expiry when `expiring` is pushed."),
     "HEARTBEAT": Option(float, 25.0, "Seconds between server pings.", minimum=0.1),
@@ -151,8 +168,23 @@ def _clean_namespace(name: str, rules: Any, source: str) -> dict[str, Any]:
     return clean
 
 
+def _clean_text(key: str, value: Any, source: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(key, f"must be a string, got {value!r}", source)
+    value = value.strip()
+    if key == "REDIS_URL" and value and not value.startswith(REDIS_SCHEMES):
+        raise _fail(key, f"must start with {', '.join(REDIS_SCHEMES)} (or be empty), got {value!r}", source)
+    if key == "REDIS_PREFIX" and (not value or any(c.isspace() or c in "{}" for c in value)):
+        raise _fail(key, f"must be a non-empty word without spaces or braces, got {value!r}", source)
+    if key == "CHANNEL_LAYER_FLAVOUR" and value not in CHANNEL_LAYER_FLAVOURS:
+        raise _fail(key, f"must be one of {', '.join(CHANNEL_LAYER_FLAVOURS)}, got {value!r}", source)
+    return value
+
+
 def _clean(key: str, value: Any, source: str) -> Any:
     option = OPTIONS[key]
+    if option.kind is str:
+        return _clean_text(key, value, source)
     if option.kind is dict:
         if isinstance(value, str):
             try:
@@ -188,6 +220,28 @@ def load(user_settings: Mapping[str, Any] | None, environ: Mapping[str, str]) ->
         else:
             values[key] = _clean(key, option.default, "the defaults")
     return values
+
+
+def problems(user_settings: Any, environ: Mapping[str, str]) -> list[str]:
+    """Every mistake `load` would refuse, each as its message, where `load` stops at the first: the
+    system check realtime.E002 reports them all at once. Each setting is loaded alone (the
+    environment still wins over settings.REALTIME), so one mistake hides no other."""
+    if user_settings and not isinstance(user_settings, Mapping):
+        parts: list[tuple[Any, Mapping[str, str]]] = [(user_settings, {})]
+    else:
+        parts = [
+            ({key: value}, {})
+            for key, value in (user_settings or {}).items()
+            if key not in OPTIONS or ENV_PREFIX + key not in environ
+        ]
+    parts += [({}, {name: value}) for name, value in environ.items() if name.startswith(ENV_PREFIX)]
+    found = []
+    for part in parts:
+        try:
+            load(*part)
+        except ImproperlyConfigured as exc:
+            found.append(str(exc))
+    return found
 
 
 class RealtimeSettings:

@@ -23,10 +23,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from django.test import override_settings
 
-from realtime.engine import reset_engines
-from tests.conftest import redis_layer_settings
+from tests.conftest import override_realtime
 
 from .servers import HOST, POLL_INTERVAL, free_port
 
@@ -113,11 +111,7 @@ async def private_redis(workdir: Path, prefix: str) -> AsyncIterator[RedisServer
     `prefix`), so what the test publishes or reads meets the servers under test there; stopped after."""
     server = await RedisServer(workdir).start().wait_ready()
     try:
-        with override_settings(
-            REDIS_URL=server.url, REDIS_PREFIX=prefix, CHANNEL_LAYERS=redis_layer_settings(server.url, prefix)
-        ):
-            reset_engines()
+        with override_realtime(REDIS_URL=server.url, REDIS_PREFIX=prefix):
             yield server
     finally:
-        reset_engines()
         server.stop()

@@ -62,7 +62,7 @@ async def test_logout_on_a_disconnects_the_users_sockets_on_b(servers, ws, new_u
     """Logout through server A's HTTP API closes the user's socket on B (4503); another user's stays."""
     a, b = await servers(2)
     ann, bob = await new_user("ann"), await new_user("bob")
-    # Issued a few seconds ago: a revocation rejects tokens from *earlier* seconds (accounts.models.revoked_second).
+    # Issued a few seconds ago: a revocation rejects tokens from *earlier* seconds (realtime.models.issued_before).
     access, refresh = await sync_to_async(aged_tokens)(ann, 5)
     on_b = await ws(b, token=access, welcome=True)
     on_a = await ws(a, token=access, welcome=True)

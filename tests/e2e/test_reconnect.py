@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from django.test import override_settings
 from realtime_client import Client, PasswordLogin, RealtimeError
 
-from realtime.engine import reset_engines
 from realtime.pubsub.publishing import publish
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, override_realtime
 
 from .redis_server import RedisServer, private_redis
 from .rows import poll_rows
@@ -155,10 +153,8 @@ def check_exactly_once(receiver: Receiver, start: Any, last: Any) -> None:
 @pytest.fixture
 async def stream_user(new_user, redis_layer, redis_url):
     """A user with a password, and the test process publishing into the servers' Redis (engine and layer)."""
-    with override_settings(REDIS_URL=redis_url):
-        reset_engines()
+    with override_realtime(REDIS_URL=redis_url):
         yield await new_user("ann")
-    reset_engines()
 
 
 def summarise(timings, what: str, seconds: list[float]) -> None:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 
-from django.test import override_settings
 from realtime_client import Client
 
-from realtime.engine import reset_engines
 from realtime.models import Connection, Node
 from realtime.pubsub.publishing import publish
+from tests.conftest import override_realtime
 
 from .rows import poll_rows
 
@@ -66,8 +65,7 @@ async def test_clients_of_a_killed_uvicorn_process_resume_on_another_and_miss_no
     client.on("state", lambda change: change.state == "connected" and change.resumed and resumed.set())
     sub = client.subscribe("public:uvk")
     sub.on("publication", lambda pub: (received.append(pub), got.set()))
-    with override_settings(REDIS_URL=redis_url):
-        reset_engines()
+    with override_realtime(REDIS_URL=redis_url):
         try:
             await client.connect()
             first = await client.publish("public:uvk", "before")
@@ -84,7 +82,6 @@ async def test_clients_of_a_killed_uvicorn_process_resume_on_another_and_miss_no
                     await got.wait()
         finally:
             await client.disconnect()
-            reset_engines()
     assert [pub.offset for pub in received] == list(range(first.offset, missed[-1].offset + 1))
     assert [pub.data for pub in received] == ["before", "missed 0", "missed 1", "missed 2"]
 

@@ -9,13 +9,9 @@ from contextlib import contextmanager
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import override_settings
 
 from realtime.asgi import websocket_application
-from realtime.engine import reset_engines
-from realtime.engine.layer import redis_channel_layer
-from realtime.pubsub import presence
-from tests.conftest import make_tokens
+from tests.conftest import make_tokens, override_realtime
 
 RECEIVE_TIMEOUT = 5  # generous: a limit on waiting for an event, never a measurement
 
@@ -130,19 +126,14 @@ async def connect(ws_app):
 @pytest.fixture(params=["memory", "redis", "redis-pubsub"])
 def backend(request):
     """The embedded default (memory engine, in-memory layer), or Redis for both (either layer flavour)."""
-    reset_engines()
-    presence.LOCAL.clear()
     if request.param == "memory":
         yield "memory"
     else:
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("redis_prefix")
         flavour = "pubsub" if request.param == "redis-pubsub" else "core"
-        layers = redis_channel_layer(url, prefix, flavour=flavour)
-        with override_settings(CHANNEL_LAYERS=layers, REDIS_URL=url, REDIS_PREFIX=prefix):
+        with override_realtime(REDIS_URL=url, REDIS_PREFIX=prefix, CHANNEL_LAYER_FLAVOUR=flavour):
             yield "redis"
-    reset_engines()
-    presence.LOCAL.clear()
 
 
 @pytest.fixture
@@ -165,17 +156,10 @@ def login(connect, make_user):
 @contextmanager
 def engine_backend(request):
     """The in-memory engine, or Redis for the engine and the channel layer, by `request.param`."""
-    reset_engines()
-    try:
-        if request.param == "memory":
-            yield "memory"
-        else:
-            request.getfixturevalue("redis_layer")
-            url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-            with override_settings(REDIS_URL=url, REDIS_PREFIX=prefix):
-                yield "redis"
-    finally:
-        reset_engines()
+    if request.param == "memory":
+        yield "memory"
+    else:
+        yield request.getfixturevalue("redis_layer") and "redis"
 
 
 @pytest.fixture(params=["memory", "redis"])

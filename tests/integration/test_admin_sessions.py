@@ -9,15 +9,15 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.contrib.auth.models import Permission
 from django.db import connections
-from django.test import Client, override_settings
+from django.test import Client
 from django.utils import timezone
 
 from realtime.admin import close_code_label
+from realtime.engine.layer import channel_layer
 from realtime.models import Connection, Node
-from tests.conftest import redis_layer_settings
+from tests.conftest import override_realtime
 
 pytestmark = [pytest.mark.integration]
 
@@ -62,13 +62,13 @@ def rows(make_user):
 
 
 async def receive(channel: str) -> dict:
-    return await asyncio.wait_for(get_channel_layer().receive(channel), RECEIVE_TIMEOUT)
+    return await asyncio.wait_for(channel_layer().receive(channel), RECEIVE_TIMEOUT)
 
 
 async def nothing_for(channel: str) -> bool:
     """True when no event waits on `channel`: the send is done before the admin response, so a short look suffices."""
     try:
-        await asyncio.wait_for(get_channel_layer().receive(channel), 0.2)
+        await asyncio.wait_for(channel_layer().receive(channel), 0.2)
     except TimeoutError:
         return True
     return False
@@ -79,7 +79,7 @@ async def live(admin_client):
     """Open rows whose channel_name is a real channel of the layer: `row, channel = await live()`."""
 
     async def open_row(**fields):
-        channel = await get_channel_layer().new_channel()
+        channel = await channel_layer().new_channel()
         row = await sync_to_async(make_conn)(channel_name=channel, **fields)
         return row, channel
 
@@ -219,7 +219,7 @@ def test_an_unreachable_channel_layer_is_reported_not_a_500(admin_client, rows, 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with override_settings(CHANNEL_LAYERS=redis_layer_settings(f"redis://127.0.0.1:{port}/0", redis_prefix)):
+    with override_realtime(REDIS_URL=f"redis://127.0.0.1:{port}/0", REDIS_PREFIX=redis_prefix):
         response = admin_client.post(
             CHANGELIST, {"action": "disconnect", "_selected_action": [rows["ann_old"].pk]}, follow=True
         )

@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import override_settings
 
-from realtime.socket.admission import GATE
-from tests.conftest import make_tokens
+from realtime.socket.admission import gate
+from tests.conftest import make_tokens, override_realtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -18,17 +17,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 async def refused(ws_app, address: str, headers: list | None = None) -> None:
     """A handshake from `address` is refused (closed before accept: HTTP 403), and holds no place."""
-    held = GATE.total
+    held = gate().total
     communicator = WebsocketCommunicator(ws_app, "/ws/", headers=[(b"host", b"localhost:8000"), *(headers or [])])
     communicator.scope["client"] = (address, 40000)
     connected, code = await communicator.connect(timeout=5)
     assert (connected, code) == (False, 1000), "a handshake over the cap must be refused"
     await communicator.wait()
-    assert GATE.total == held
+    assert gate().total == held
 
 
 def limits(total: int = 1000, per_address: int = 20):
-    return override_settings(REALTIME={"MAX_UNAUTHENTICATED": total, "MAX_UNAUTHENTICATED_PER_ADDRESS": per_address})
+    return override_realtime({"MAX_UNAUTHENTICATED": total, "MAX_UNAUTHENTICATED_PER_ADDRESS": per_address})
 
 
 async def still_open(socket) -> None:
@@ -57,8 +56,8 @@ async def test_an_address_holds_at_most_its_share_of_unauthenticated_sockets(con
         await still_open(again)
         # ... and so does one that closes.
         await flood[1].close()
-        assert GATE.by_address["10.0.0.1"] == 2
-    assert GATE.total == 3  # flood[2], other, again: still open and unauthenticated
+        assert gate().by_address["10.0.0.1"] == 2
+    assert gate().total == 3  # flood[2], other, again: still open and unauthenticated
 
 
 async def test_a_socket_that_ends_unauthenticated_gives_its_place_back(connect):
@@ -98,7 +97,7 @@ async def test_the_address_is_the_peer_unless_a_trusted_proxy_is_configured(
     with limits(per_address=1):
         held = await connect(client=("10.0.2.1", 1), headers=forwarded)
         await still_open(held)
-        assert GATE.by_address[counted_as] == 1
+        assert gate().by_address[counted_as] == 1
         # The same peer claiming another forwarded address: one place per address all the same
         # without a trusted proxy; with one, a different client behind that proxy.
         other = [(b"x-forwarded-for", b"198.51.100.7")]

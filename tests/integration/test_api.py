@@ -15,11 +15,10 @@ from django.test import override_settings
 
 from realtime.core import errors as exceptions
 from realtime.core import protocol
-from realtime.engine import reset_engines
 from realtime.http.api import to_api_error
 from realtime.models import Room
 from realtime.pubsub import presence
-from tests.conftest import make_tokens
+from tests.conftest import make_tokens, override_realtime
 from tests.integration.conftest import engine_backend
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -181,7 +180,7 @@ def test_any_json_value_is_data(engine, api_login, staff, data):
     assert pub["data"] == data
 
 
-@override_settings(REALTIME={"MAX_FRAME_BYTES": 64})
+@override_realtime({"MAX_FRAME_BYTES": 64})
 def test_data_over_max_frame_bytes_is_413(engine, api_login, staff):
     api = api_login(staff)
     assert_error(publish(api, "public:lobby", "x" * 65), 413, "too_large")
@@ -210,13 +209,11 @@ def test_offsets_grow_by_one_per_publication(engine, api_login, staff):
 @pytest.mark.parametrize("view", ["publish", "history", "presence"])
 def test_unreachable_redis_is_503(api_login, staff, redis_prefix, view):
     api = api_login(staff)
-    reset_engines()
-    with override_settings(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", REDIS_PREFIX=redis_prefix):
+    with override_realtime(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", REDIS_PREFIX=redis_prefix):
         if view == "publish":
             response = publish(api, "public:lobby", 1)
         else:
             response = api.get((history_url if view == "history" else presence_url)("public:lobby"))
-    reset_engines()
     assert_error(response, 503, "unavailable")
 
 

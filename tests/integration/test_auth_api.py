@@ -8,8 +8,8 @@ from rest_framework.settings import api_settings
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from accounts.models import revoke_credentials
 from realtime.auth.drf import JWTAuthentication
+from realtime.auth.revocation import revoke_credentials
 from realtime.auth.tokens import PreciseAccessToken, PreciseRefreshToken
 from tests.conftest import PASSWORD, make_tokens
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from accounts.models import CredentialState
 from realtime.auth.bulk import deactivate
-from realtime.models import Room
+from realtime.engine.layer import channel_layer
+from realtime.models import CredentialState, Room
 from realtime.sessions.control import CHANNEL_END_EVENT, DISCONNECT_EVENT, user_group
 from tests.conftest import make_tokens
 
@@ -49,7 +48,7 @@ async def subscribed_publishers(channel: str, *sockets) -> None:
 
 async def probe(user) -> str:
     """A channel of the layer in the user's group: it sees every control event sent to the user's sockets."""
-    layer = get_channel_layer()
+    layer = channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(user_group(user.pk), channel)
     return channel
@@ -57,7 +56,7 @@ async def probe(user) -> str:
 
 async def events_on(channel: str) -> list[dict]:
     """The control events that reached `channel` so far (the senders are done: a mark sent now comes last)."""
-    layer = get_channel_layer()
+    layer = channel_layer()
     await layer.send(channel, {"type": MARK})
     events = []
     while (event := await layer.receive(channel))["type"] != MARK:

@@ -9,12 +9,11 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import override_settings
 
 from realtime.engine import get_engine
 from realtime.pubsub.publishing import publish
 from realtime.support.conf import DEFAULT_NAMESPACES
-from tests.conftest import make_tokens
+from tests.conftest import make_tokens, override_realtime
 from tests.integration.test_api import PUBLISH, assert_error, history_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -81,7 +80,7 @@ async def test_publishing_over_the_byte_rate_is_rate_limited_and_no_one_else_is(
     assert (await bob.recv_type("message"))["offset"] == other["offset"]
 
 
-@override_settings(REALTIME={"PUBLISH_BYTES_PER_SECOND": 8 * KIB})
+@override_realtime({"PUBLISH_BYTES_PER_SECOND": 8 * KIB})
 async def test_sockets_of_one_user_share_one_publish_quota(engine, login):
     """Ten sockets of one user, each far under PUBLISH_BYTES_PER_SECOND on its own, are refused
     together once the user's publications are past it; what was refused is not stored."""
@@ -103,7 +102,7 @@ async def test_sockets_of_one_user_share_one_publish_quota(engine, login):
     assert (await bob.request({"type": "publish", "id": 1, "channel": "public:q", "data": "hi"}))["type"] == "published"
 
 
-@override_settings(REALTIME={"PUBLISH_BYTES_PER_SECOND": 8 * KIB})
+@override_realtime({"PUBLISH_BYTES_PER_SECOND": 8 * KIB})
 async def test_http_and_socket_publishes_share_the_users_quota(engine, connect, api_login, make_user):
     """A publication of 60 KiB passes from a full quota and leaves it owing seven seconds' worth: the
     same user's next publication is refused, over HTTP after a socket's and over a socket after HTTP's."""
@@ -129,7 +128,7 @@ async def test_http_and_socket_publishes_share_the_users_quota(engine, connect, 
     assert [json.loads(text)["offset"] for text in stored] == [1, 2]
 
 
-@override_settings(REALTIME={"PUBLISH_BYTES_PER_SECOND": 1024, "MAX_ERRORS": 2})
+@override_realtime({"PUBLISH_BYTES_PER_SECOND": 1024, "MAX_ERRORS": 2})
 async def test_byte_rate_errors_count_toward_the_4008_close(engine, login):
     ann = await login("ann")
     for rid in range(4):
@@ -141,7 +140,7 @@ async def test_byte_rate_errors_count_toward_the_4008_close(engine, login):
     assert frame["reconnect"] is True
 
 
-@override_settings(REALTIME={"PUBLISH_BYTES_PER_SECOND": 1024})
+@override_realtime({"PUBLISH_BYTES_PER_SECOND": 1024})
 def test_the_http_publish_api_has_a_byte_quota_per_user(api_login, make_user):
     root, admin = make_user("root", is_staff=True), make_user("admin", is_staff=True)
     body = {"channel": "public:a", "data": "x" * 900}
@@ -157,7 +156,7 @@ def test_the_http_publish_api_has_a_byte_quota_per_user(api_login, make_user):
 # ---------------------------------------------------------------- MAX_REPLY_BYTES
 
 
-@override_settings(REALTIME={"NAMESPACES": {**DEFAULT_NAMESPACES, "public": {"history_bytes": 4 << 20}}})
+@override_realtime({"NAMESPACES": {**DEFAULT_NAMESPACES, "public": {"history_bytes": 4 << 20}}})
 async def test_history_pages_forward_under_max_reply_bytes(engine, login):
     """1.2 MiB of history (kept: the namespace keeps 4 MiB) comes back in pages of at most 1 MiB; paging
     forward gets each publication once."""
@@ -177,7 +176,7 @@ async def test_history_pages_forward_under_max_reply_bytes(engine, login):
     assert offsets(newest) == list(range(21 - len(newest), 21)) and len(newest) == 17  # the newest that fit
 
 
-@override_settings(REALTIME={"MAX_REPLY_BYTES": 4096})
+@override_realtime({"MAX_REPLY_BYTES": 4096})
 def test_http_history_pages_forward_under_max_reply_bytes(engine, api_login, make_user):
     api = api_login(make_user("root", is_staff=True))
     for _ in range(30):
@@ -196,7 +195,7 @@ def test_http_history_pages_forward_under_max_reply_bytes(engine, api_login, mak
     assert seen == list(range(1, 31))
 
 
-@override_settings(REALTIME={"MAX_REPLY_BYTES": 4096})
+@override_realtime({"MAX_REPLY_BYTES": 4096})
 async def test_a_recovery_over_max_reply_bytes_is_not_recovered(engine, login):
     """It carries the newest publications that fit, so the live stream follows them without a gap."""
     last = await fill("public:r", 30, 400)
@@ -217,7 +216,7 @@ async def test_a_recovery_over_max_reply_bytes_is_not_recovered(engine, login):
     assert reply["recovered"] is True and offsets(reply["publications"]) == [29, 30, 31]
 
 
-@override_settings(REALTIME={"MAX_REPLY_BYTES": KIB})
+@override_realtime({"MAX_REPLY_BYTES": KIB})
 async def test_a_gap_over_max_reply_bytes_ends_the_subscription_and_a_small_one_is_filled(engine, login):
     """The fill of a gap is a reply too: bounded by MAX_REPLY_BYTES. Over it the subscription ends
     with `insufficient_state` (the client recovers, bounded as well); under it the gap is filled."""

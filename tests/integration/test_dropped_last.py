@@ -8,11 +8,11 @@ On both engines (memory, Redis with either channel-layer flavour), through real 
 """
 
 import pytest
-from django.test import override_settings
 
 from realtime.engine import Position, get_engine
 from realtime.engine.redis import RedisEngine
 from realtime.pubsub.publishing import publish
+from tests.conftest import override_realtime
 from tests.integration.lossy import lossy_fanout
 from tests.integration.test_engine_contract import engine, lose_history
 from tests.integration.test_engine_contract import publish as engine_publish
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 FAST_CHECK = {"DELIVERY_CHECK": 0.1}
 
 
-@override_settings(REALTIME=FAST_CHECK)
+@override_realtime(FAST_CHECK)
 async def test_a_dropped_last_publication_reaches_the_subscriber(backend, login):
     with lossy_fanout({3}):  # (the hub's listener takes its callback at the first subscribe)
         ann = await login()
@@ -36,7 +36,7 @@ async def test_a_dropped_last_publication_reaches_the_subscriber(backend, login)
     assert await ann.request({"type": "ping", "id": 2}) == {"type": "pong", "id": 2}  # and nothing twice
 
 
-@override_settings(REALTIME=FAST_CHECK)
+@override_realtime(FAST_CHECK)
 async def test_every_subscriber_of_every_channel_heals_from_one_check(backend, login):
     channels = ["public:one", "public:two"]
     with lossy_fanout({1, 2}):  # every publication of both channels: only the check can reveal them
@@ -54,7 +54,7 @@ async def test_every_subscriber_of_every_channel_heals_from_one_check(backend, l
             assert by_channel == {channel: [f"{channel} 1", f"{channel} 2"] for channel in channels}
 
 
-@override_settings(REALTIME=FAST_CHECK)
+@override_realtime(FAST_CHECK)
 async def test_a_dropped_last_publication_after_a_lost_history_ends_the_subscription(backend, login):
     """The check also notices a quiet channel whose stored stream is gone: the client must recover."""
     with lossy_fanout({1}):  # the first publication of each epoch

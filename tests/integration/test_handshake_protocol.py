@@ -13,13 +13,12 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from realtime.models import Connection
 from realtime.sessions import rows as sessions
-from realtime.socket.admission import GATE
-from tests.conftest import make_tokens
+from realtime.socket.admission import gate
+from tests.conftest import make_tokens, override_realtime
 from tests.integration.test_admission import limits, refused, still_open
 from tests.integration.test_metrics import scrape
 from tests.integration.test_socket_resume import drop
@@ -45,7 +44,7 @@ async def test_a_bearer_subprotocol_authenticates_and_only_realtime_v1_is_echoed
     assert welcome["type"] == "welcome" and "id" not in welcome
     assert welcome["user"] == {"id": user.pk, "username": "ann"}
     assert welcome["expires_at"] == AccessToken(access)["exp"]
-    assert GATE.total == 0  # it never held an anonymous place
+    assert gate().total == 0  # it never held an anonymous place
     await sessions.flush()  # the row is written in the background
     row = await Connection.objects.aget(session_id=welcome["session"])
     assert row.auth_method == "protocol" and row.user_id == user.pk
@@ -55,7 +54,7 @@ async def test_realtime_v1_alone_is_accepted_and_authenticates_with_its_first_fr
     access, _ = await sync_to_async(make_tokens)(user)
     socket = await connect(subprotocols=["realtime.v1"])
     assert socket.subprotocol == "realtime.v1"
-    assert GATE.total == 1  # no credentials at the handshake: it holds a place until `auth`
+    assert gate().total == 1  # no credentials at the handshake: it holds a place until `auth`
     welcome = await socket.request({"type": "auth", "id": 1, "token": access})
     assert welcome["type"] == "welcome" and welcome["user"]["id"] == user.pk
 
@@ -116,6 +115,6 @@ async def test_under_an_anonymous_flood_a_browser_gets_in_healthz_stays_200_and_
         assert after["realtime_unauthenticated_refused_total"] - before["realtime_unauthenticated_refused_total"] == 1
 
 
-@override_settings(REALTIME={"MAX_UNAUTHENTICATED": 7})
+@override_realtime({"MAX_UNAUTHENTICATED": 7})
 async def test_metrics_give_the_anonymous_limit_so_saturation_can_be_alerted_on():
     assert (await scrape())["realtime_unauthenticated_limit"] == 7

@@ -5,12 +5,11 @@ import socket
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.test import override_settings
 from rest_framework.exceptions import APIException
 
 from realtime.http.errors import HTTP_ERROR_CODES, exception_handler
 from realtime.models import Room
-from tests.conftest import redis_layer_settings
+from tests.conftest import override_realtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -34,20 +33,12 @@ def test_healthz_ok_with_redis(client, redis_layer):
 
 
 def test_healthz_503_when_redis_is_unreachable(client, redis_prefix):
-    layer = redis_layer_settings(f"redis://127.0.0.1:{closed_port()}/0", redis_prefix)
-    with override_settings(CHANNEL_LAYERS=layer):
+    with override_realtime(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", REDIS_PREFIX=redis_prefix):
         response = client.get("/healthz")
     assert response.status_code == 503
     body = response.json()
     assert body["database"] == "ok"
     assert body["channel_layer"].startswith("error")
-
-
-def test_healthz_503_without_a_channel_layer(client):
-    with override_settings(CHANNEL_LAYERS={}):
-        response = client.get("/healthz")
-    assert response.status_code == 503
-    assert response.json()["channel_layer"].startswith("error")
 
 
 def test_admin_login_page_renders(client):

@@ -7,7 +7,7 @@ import pytest
 from django.test import override_settings
 
 from realtime.http import throttling
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, override_realtime
 from tests.e2e.redis_server import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -19,7 +19,7 @@ def login(api, username="ann", password=PASSWORD, **extra):
     return api.post(TOKEN, {"username": username, "password": password}, format="json", **extra)
 
 
-@override_settings(LOGIN_FAILURES_PER_USER=3, LOGIN_FAILURES_PER_ADDRESS=100, LOGIN_WINDOW=60)
+@override_realtime(LOGIN_FAILURES_PER_USER=3, LOGIN_FAILURES_PER_ADDRESS=100, LOGIN_WINDOW=60)
 def test_wrong_guesses_for_one_username_pause_its_logins_with_retry_after(api, user, make_user):
     make_user("bob")
     assert [login(api, password="wrong").status_code for _ in range(3)] == [401, 401, 401]
@@ -29,12 +29,12 @@ def test_wrong_guesses_for_one_username_pause_its_logins_with_retry_after(api, u
     assert login(api, "bob").status_code == 200  # another user from the same address is not paused
 
 
-@override_settings(LOGIN_FAILURES_PER_USER=3)
+@override_realtime(LOGIN_FAILURES_PER_USER=3)
 def test_successful_logins_count_nothing(api, user):
     assert [login(api).status_code for _ in range(10)] == [200] * 10
 
 
-@override_settings(LOGIN_FAILURES_PER_USER=100, LOGIN_FAILURES_PER_ADDRESS=4)
+@override_realtime(LOGIN_FAILURES_PER_USER=100, LOGIN_FAILURES_PER_ADDRESS=4)
 def test_guesses_over_many_usernames_pause_the_address(api, make_user):
     for name in ("a1", "a2", "a3", "a4"):
         assert login(api, name, "wrong").status_code == 401
@@ -43,14 +43,14 @@ def test_guesses_over_many_usernames_pause_the_address(api, make_user):
     assert login(api, "fresh", REMOTE_ADDR="10.9.9.9").status_code == 200  # another address is not
 
 
-@override_settings(LOGIN_FAILURES_PER_USER=100, LOGIN_FAILURES_PER_ADDRESS=2)
+@override_realtime(LOGIN_FAILURES_PER_USER=100, LOGIN_FAILURES_PER_ADDRESS=2)
 def test_x_forwarded_for_is_ignored_without_a_trusted_proxy(api):
     for forged in ("1.1.1.1", "2.2.2.2"):
         assert login(api, "nobody", "wrong", HTTP_X_FORWARDED_FOR=forged).status_code == 401
     assert login(api, "nobody", "wrong", HTTP_X_FORWARDED_FOR="3.3.3.3").status_code == 429
 
 
-@override_settings(LOGIN_FAILURES_PER_USER=100, LOGIN_FAILURES_PER_ADDRESS=2)
+@override_realtime(LOGIN_FAILURES_PER_USER=100, LOGIN_FAILURES_PER_ADDRESS=2)
 def test_behind_a_trusted_proxy_the_forwarded_address_counts(api):
     from rest_framework.settings import api_settings
 
@@ -68,7 +68,7 @@ def _rest_framework():
     return dict(settings.REST_FRAMEWORK)
 
 
-@override_settings(LOGIN_CONCURRENCY=1, LOGIN_WAIT=0.2)
+@override_realtime(LOGIN_CONCURRENCY=1, LOGIN_WAIT=0.2)
 def test_password_checks_at_once_are_capped_and_a_login_that_waits_too_long_is_unavailable(api, user):
     slot = throttling._semaphore()
     assert slot.acquire(timeout=1)  # another login holds the only slot
@@ -96,7 +96,7 @@ def staff(make_user):
     return make_user("ann", is_staff=True)
 
 
-@override_settings(LOGIN_FAILURES_PER_USER=3, LOGIN_FAILURES_PER_ADDRESS=100, LOGIN_WINDOW=300)
+@override_realtime(LOGIN_FAILURES_PER_USER=3, LOGIN_FAILURES_PER_ADDRESS=100, LOGIN_WINDOW=300)
 def test_wrong_passwords_at_the_admin_pause_the_admin_and_the_api(client, api, staff):
     assert [admin_login(client, password="wrong")[1] for _ in range(3)] == [False] * 3
     paused, logged_in = admin_login(client)  # the right password, after the limit
@@ -105,14 +105,14 @@ def test_wrong_passwords_at_the_admin_pause_the_admin_and_the_api(client, api, s
     assert login(api).status_code == 429  # the API counts the admin's failures
 
 
-@override_settings(LOGIN_FAILURES_PER_USER=3, LOGIN_FAILURES_PER_ADDRESS=100, LOGIN_WINDOW=60)
+@override_realtime(LOGIN_FAILURES_PER_USER=3, LOGIN_FAILURES_PER_ADDRESS=100, LOGIN_WINDOW=60)
 def test_wrong_passwords_at_the_api_pause_the_admin(client, api, staff):
     assert [login(api, password="wrong").status_code for _ in range(3)] == [401] * 3
     paused, logged_in = admin_login(client)
     assert not logged_in and "Try again in 1 minute" in paused.content.decode()
 
 
-@override_settings(LOGIN_FAILURES_PER_USER=100, LOGIN_FAILURES_PER_ADDRESS=4)
+@override_realtime(LOGIN_FAILURES_PER_USER=100, LOGIN_FAILURES_PER_ADDRESS=4)
 def test_guesses_at_the_admin_over_many_usernames_pause_the_address_for_both(client, api, staff, make_user):
     for name in ("a1", "a2"):
         assert admin_login(client, name, "wrong")[1] is False
@@ -123,7 +123,7 @@ def test_guesses_at_the_admin_over_many_usernames_pause_the_address_for_both(cli
     assert login(api, REMOTE_ADDR="10.9.9.9").status_code == 200  # another address is not paused
 
 
-@override_settings(LOGIN_FAILURES_PER_USER=3)
+@override_realtime(LOGIN_FAILURES_PER_USER=3)
 def test_the_admin_login_still_works_and_counts_nothing_when_right(client, staff):
     for _ in range(5):
         response, logged_in = admin_login(client)

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from realtime.pubsub.publishing import publish
 from realtime.support import metrics
-from tests.conftest import make_tokens
+from tests.conftest import make_tokens, override_realtime
 from tests.integration.lossy import lossy_fanout
 from tests.integration.test_socket_lifecycle import SlowClient
 
@@ -63,7 +63,7 @@ def key(name: str, **labels: str) -> tuple[str, frozenset]:
 
 
 async def scrape() -> Scrape:
-    with override_settings(METRICS_TOKEN=TOKEN):
+    with override_realtime(METRICS_TOKEN=TOKEN):
         response = await AsyncClient().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200, response.content
     return Scrape(response.content.decode())
@@ -77,7 +77,8 @@ def counts_only(moved: dict) -> dict:
 # ---------------------------------------------------------------- who may read it
 
 
-@override_settings(METRICS_TOKEN=TOKEN, DEBUG=True)
+@override_settings(DEBUG=True)
+@override_realtime(METRICS_TOKEN=TOKEN)
 def test_a_configured_token_is_required_even_with_debug(client):
     missing = client.get("/metrics")
     assert missing.status_code == 401
@@ -94,7 +95,8 @@ def test_a_configured_token_is_required_even_with_debug(client):
     assert "process_resident_memory_bytes" in text  # the process's own collectors, in single-process mode
 
 
-@override_settings(METRICS_TOKEN="", DEBUG=True)
+@override_settings(DEBUG=True)
+@override_realtime(METRICS_TOKEN="")
 def test_without_a_token_debug_opens_it_to_anyone(client):
     response = client.get("/metrics")
     assert response.status_code == 200
@@ -102,7 +104,8 @@ def test_without_a_token_debug_opens_it_to_anyone(client):
     assert client.head("/metrics").status_code == 200
 
 
-@override_settings(METRICS_TOKEN="", DEBUG=False)
+@override_settings(DEBUG=False)
+@override_realtime(METRICS_TOKEN="")
 def test_without_a_token_in_production_it_is_refused(client):
     response = client.get("/metrics", headers={"Authorization": "Bearer anything"})
     assert response.status_code == 403
@@ -110,7 +113,7 @@ def test_without_a_token_in_production_it_is_refused(client):
     assert "METRICS_TOKEN" in response.json()["message"]
 
 
-@override_settings(METRICS_TOKEN=TOKEN)
+@override_realtime(METRICS_TOKEN=TOKEN)
 def test_only_get_and_openmetrics_on_request(client):
     auth = {"Authorization": f"Bearer {TOKEN}"}
     refused = client.post("/metrics", headers=auth)
@@ -216,7 +219,7 @@ async def test_a_lost_connection_counts_its_close_code(backend, login):
     assert key("realtime_connections_open") not in moved
 
 
-@override_settings(REALTIME={"HEARTBEAT": 0.2, "HEARTBEAT_TIMEOUT": 5})
+@override_realtime({"HEARTBEAT": 0.2, "HEARTBEAT_TIMEOUT": 5})
 async def test_ping_round_trips(backend, login):
     ann = await login("ann")
     before = await scrape()
@@ -232,7 +235,7 @@ async def test_ping_round_trips(backend, login):
     assert moved[key("realtime_frames_sent_total", type="ping")] >= 2
 
 
-@override_settings(REALTIME={"SEND_QUEUE_BYTES": 2048, "RATE_BURST": 1000, "RATE": 1000})
+@override_realtime({"SEND_QUEUE_BYTES": 2048, "RATE_BURST": 1000, "RATE": 1000})
 async def test_a_slow_client_cut_off_is_counted_once(connect, ws_app, user):
     slow = SlowClient(ws_app)
     access, _ = await sync_to_async(make_tokens)(user)
@@ -261,7 +264,7 @@ async def test_a_slow_client_cut_off_is_counted_once(connect, ws_app, user):
 
 
 def test_http_api_errors_by_code(api, api_login, make_user, monkeypatch):
-    with override_settings(METRICS_TOKEN=TOKEN):
+    with override_realtime(METRICS_TOKEN=TOKEN):
         read = lambda: Scrape(api.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())  # noqa: E731
         before = read()
     assert api.post("/api/realtime/publish/", {"channel": "public:x", "data": 1}, format="json").status_code == 401
@@ -274,7 +277,7 @@ def test_http_api_errors_by_code(api, api_login, make_user, monkeypatch):
     monkeypatch.setattr("realtime.http.api.publish_sync", redis_down)
     assert staff.post("/api/realtime/publish/", {"channel": "public:x", "data": 1}, format="json").status_code == 503
     api.credentials()
-    with override_settings(METRICS_TOKEN=TOKEN):
+    with override_realtime(METRICS_TOKEN=TOKEN):
         moved = read() - before
     assert moved == {
         key("realtime_errors_total", code="unauthorized", transport="http"): 1,
@@ -285,7 +288,8 @@ def test_http_api_errors_by_code(api, api_login, make_user, monkeypatch):
 
 
 # ---------------------------------------------------------------- publications and deliveries
-# Counted in realtime.pubsub.publishing and realtime.socket.subscriptions, by the calls named in realtime/support/metrics.py.
+# Counted in realtime.pubsub.publishing and realtime.socket.subscriptions, by the calls named in
+# realtime/support/metrics.py.
 CALLS = "realtime.pubsub.publishing / realtime.socket.subscriptions must call realtime.support.metrics.{}"
 
 

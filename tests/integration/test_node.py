@@ -14,12 +14,13 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connections
-from django.test import override_settings
 from django.utils import timezone
 
 from realtime.models import Connection, Node
 from realtime.runtime import node
 from realtime.server import daphne
+from realtime.support.state import current
+from tests.conftest import override_realtime
 
 pytestmark = [pytest.mark.integration]
 
@@ -63,7 +64,7 @@ async def eventually(check, timeout: float = WAIT):
 
 @pytest.fixture
 def fast():
-    with override_settings(REALTIME=FAST):
+    with override_realtime(FAST):
         yield
 
 
@@ -111,7 +112,7 @@ def test_cleanup_closes_the_rows_of_a_dead_node_and_leaves_live_ones():
 
 @pytest.mark.django_db
 def test_a_node_is_dead_after_three_beats():
-    with override_settings(REALTIME={"NODE_HEARTBEAT": 10}):
+    with override_realtime({"NODE_HEARTBEAT": 10}):
         make_node("slow:1", last_seen_ago=25)  # 2.5 beats: late, not dead
         make_node("gone:2", last_seen_ago=35)
         assert node.cleanup().dead_nodes == 1
@@ -148,7 +149,7 @@ def test_cleanup_purges_closed_rows_after_the_retention():
     make_node("n:1")
     still_open = make_conn("n:1", opened_at=ago(86400))  # old but open: never purged
 
-    with override_settings(REALTIME={"SESSION_RETENTION": 3600}):
+    with override_realtime({"SESSION_RETENTION": 3600}):
         assert node.cleanup().purged == 1
     assert set(Connection.objects.values_list("pk", flat=True)) == {young.pk, still_open.pk}
     assert node.cleanup(retention=30).purged == 1
@@ -213,17 +214,17 @@ async def test_ensure_started_registers_and_the_beat_refreshes_last_seen(running
 @pytest.mark.django_db(transaction=True)
 async def test_ensure_started_is_idempotent(running):
     await asyncio.gather(*(node.ensure_started() for _ in range(5)))
-    task = node._runner.task
+    task = current().runner.task
     await node.ensure_started()
 
-    assert node._runner.task is task and not task.done()
+    assert current().runner.task is task and not task.done()
     beats = [t for t in asyncio.all_tasks() if t.get_name().startswith("realtime-node ")]
     assert beats == [task]
     assert await Node.objects.filter(name=node.node_name()).acount() == 1
 
 
 @pytest.mark.django_db(transaction=True)
-@override_settings(REALTIME={"NODE_HEARTBEAT": 0.2, "CLEANUP_INTERVAL": 0.3})  # periods apart: each has its turn
+@override_realtime({"NODE_HEARTBEAT": 0.2, "CLEANUP_INTERVAL": 0.3})  # periods apart: each has its turn
 async def test_the_task_runs_the_cleanup(running):
     await sync_to_async(make_node)("dead:1", last_seen_ago=60)
     row = await sync_to_async(make_conn)("dead:1", last_seen_ago=60)
@@ -253,7 +254,7 @@ async def test_the_task_survives_database_errors_without_spinning(running, monke
 
     await eventually(lambda: Node.objects.get(name=own).last_seen > registered)
 
-    assert len(calls) >= 4 and not node._runner.task.done()
+    assert len(calls) >= 4 and not current().runner.task.done()
     gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
     assert min(gaps) > FAST["NODE_HEARTBEAT"] / 2  # a failing beat waits for its period
     assert "database is down" in caplog.text  # logged with its traceback, once per streak
@@ -282,7 +283,7 @@ async def test_a_database_down_at_start_does_not_fail_the_request(running, monke
 async def test_registration_closes_rows_left_by_a_previous_process_of_the_same_name(running):
     own = node.node_name()
     await sync_to_async(make_node)(own, last_seen_ago=3600)
-    leftover = await sync_to_async(make_conn)(own, opened_at=node._process_started - timedelta(minutes=5))
+    leftover = await sync_to_async(make_conn)(own, opened_at=current().started_at - timedelta(minutes=5))
     ours = await sync_to_async(make_conn)(own, opened_at=timezone.now())
 
     await node.ensure_started()
@@ -296,23 +297,29 @@ async def test_registration_closes_rows_left_by_a_previous_process_of_the_same_n
 @pytest.mark.django_db(transaction=True)
 async def test_starting_on_another_loop_replaces_the_task(running):
     await node.ensure_started()
-    first = node._runner.task
+    first = current().runner.task
 
     await asyncio.to_thread(asyncio.run, node.ensure_started())  # e.g. a second server loop
 
     await asyncio.wait([first], timeout=WAIT)
     assert first.cancelled()
-    assert node._runner.loop is not asyncio.get_running_loop()
+    assert current().runner.loop is not asyncio.get_running_loop()
     await node.stop()  # that loop is closed by now: nothing to cancel, no error
-    assert node._runner is None
+    assert current().runner is None
 
 
-def test_a_forked_child_forgets_the_parents_runner(monkeypatch):
-    monkeypatch.setattr(node, "_runner", object())
-    monkeypatch.setattr(node, "_process_started", timezone.now() - timedelta(days=1))
-    node._forget_after_fork()
-    assert node._runner is None
-    assert node._process_started > timezone.now() - timedelta(minutes=1)
+def test_a_forked_child_starts_with_a_node_of_its_own(realtime_node):
+    realtime_node.runner = object()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: another process, so another Node (no runner, its own start time)
+        fresh = current()
+        os.write(write, b"ok" if fresh is not realtime_node and fresh.runner is None else b"no")
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 2) == b"ok"
+    assert current() is realtime_node  # the parent keeps its own
 
 
 # ---------------------------------------------------------------- shutdown
@@ -324,7 +331,7 @@ async def test_shutdown_closes_this_nodes_rows_with_1001(running):
     await node.ensure_started()
     mine = [await sync_to_async(make_conn)(own) for _ in range(2)]
     other = await sync_to_async(make_conn)("other:9")
-    task = node._runner.task
+    task = current().runner.task
 
     assert await node.shutdown() == 2
 

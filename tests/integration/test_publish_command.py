@@ -19,10 +19,9 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.management import CommandError, call_command
 from django.db import connections
-from django.test import override_settings
 
-from realtime.engine import get_engine, reset_engines
-from tests.conftest import make_tokens
+from realtime.engine import get_engine
+from tests.conftest import make_tokens, override_realtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -85,26 +84,16 @@ def test_unknown_namespace_is_an_error():
 
 
 @with_redis
-@override_settings(REALTIME={"MAX_FRAME_BYTES": 64})
+@override_realtime({"MAX_FRAME_BYTES": 64})
 def test_data_over_max_frame_bytes_is_an_error(engine):
-    reset_engines()
     with pytest.raises(CommandError, match="too_large"):
         run("public:lobby", "x" * 100, "--text")
     assert stored("public:lobby") == []
 
 
-@pytest.fixture(autouse=True)
-def _warn_afresh(monkeypatch):
-    """The warning is said once per process: each test is a fresh process here."""
-    from realtime.pubsub import publishing as publish
-
-    monkeypatch.setattr(publish, "_warned", False)
-
-
 def test_publish_sync_outside_a_server_without_redis_warns_once(caplog):
     from realtime.pubsub.publishing import publish_sync
 
-    reset_engines()
     publish_sync("public:lobby", {"n": 1})
     publish_sync("public:lobby", {"n": 2})
     warnings = [r for r in caplog.records if "reach no socket" in r.getMessage()]
@@ -113,7 +102,6 @@ def test_publish_sync_outside_a_server_without_redis_warns_once(caplog):
 
 def test_without_redis_nothing_is_published_and_it_fails():
     # This process's in-memory engine: no server process could hear the publication.
-    reset_engines()
     with pytest.raises(CommandError, match="No Redis") as failed:
         run("public:lobby", "1")
     assert "REDIS_URL" in str(failed.value) and "make run" in str(failed.value)
@@ -130,24 +118,20 @@ def test_unreachable_redis_is_an_error(redis_prefix):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    reset_engines()
-    with override_settings(REDIS_URL=f"redis://127.0.0.1:{port}/0", REDIS_PREFIX=redis_prefix):
+    with override_realtime(REDIS_URL=f"redis://127.0.0.1:{port}/0", REDIS_PREFIX=redis_prefix):
         with pytest.raises(CommandError, match="unavailable"):
             run("public:lobby", "1")
-    reset_engines()
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_publication_reaches_a_subscribed_socket(connect, user, redis_layer, redis_prefix):
-    reset_engines()
-    with override_settings(REDIS_URL=redis_layer, REDIS_PREFIX=redis_prefix):
+    with override_realtime(REDIS_URL=redis_layer, REDIS_PREFIX=redis_prefix):
         access, _ = await sync_to_async(make_tokens)(user)
         sock = await connect(token=access)
         await sock.recv_type("welcome")
         assert (await sock.request({"type": "subscribe", "channel": "public:x", "id": 1}))["type"] == "subscribed"
         out, _ = await sync_to_async(run)("public:x", '{"from": "shell"}')
         message = await sock.recv_type("message")
-    reset_engines()
     await sync_to_async(connections.close_all)()
     assert (message["data"], message["user"], message["offset"]) == ({"from": "shell"}, None, 1)
     assert out == f"published to public:x at {message['epoch']}:1"
@@ -171,12 +155,8 @@ def manage(script: Path, *args: str, prefix: str, cwd: Path) -> subprocess.Compl
 
 def stored_in(url: str, prefix: str, channel: str) -> list[str]:
     """The publication texts of `channel` in the Redis at `url` under `prefix`."""
-    reset_engines()
-    try:
-        with override_settings(REDIS_URL=url, REDIS_PREFIX=prefix):
-            return stored(channel)
-    finally:
-        reset_engines()
+    with override_realtime(REDIS_URL=url, REDIS_PREFIX=prefix):
+        return stored(channel)
 
 
 def test_a_process_finds_the_redis_make_run_recorded(tmp_path, redis_url, redis_prefix):

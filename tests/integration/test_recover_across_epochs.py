@@ -11,11 +11,10 @@ does it with a real Redis that is restarted.
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import override_settings
 
 from realtime.engine import get_engine
 from realtime.pubsub.publishing import publish
-from tests.conftest import make_tokens
+from tests.conftest import make_tokens, override_realtime
 from tests.integration.lossy import lose_history
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -46,7 +45,7 @@ async def test_recover_from_a_lost_epoch_holds_the_new_epoch_from_its_first(back
     assert (await ann.recv_type("message"))["offset"] == 3  # the live stream follows without a gap
 
 
-@override_settings(REALTIME={"MAX_REPLY_BYTES": 1024})
+@override_realtime({"MAX_REPLY_BYTES": 1024})
 async def test_over_max_reply_bytes_the_newest_of_the_new_epoch_that_fit(backend, login):
     ann = await login()
     before, after = await lost_then_published("public:lost", *(f"{n}" + "x" * 400 for n in range(5)))

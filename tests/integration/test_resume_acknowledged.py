@@ -11,12 +11,11 @@ connection broken between real processes).
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import override_settings
 
 from realtime.pubsub.publishing import publish
-from realtime.sessions.live import say_going_away
 from realtime.sessions import records as resume
-from tests.conftest import make_tokens
+from realtime.sessions.live import say_going_away
+from tests.conftest import make_tokens, override_realtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -70,7 +69,7 @@ async def test_a_drop_replays_what_no_pong_acknowledged(backend, login, connect)
     assert await resumed_replay(ann, connect, "public:ack") == [1, 2, 3]
 
 
-@override_settings(REALTIME=HEARTBEAT)
+@override_realtime(HEARTBEAT)
 async def test_a_pong_acknowledges_what_was_sent_before_its_ping(backend, login, connect):
     ann = await login("ann")
     await ann.request({"type": "subscribe", "id": 1, "channel": "public:ack"})
@@ -84,7 +83,7 @@ async def test_a_pong_acknowledges_what_was_sent_before_its_ping(backend, login,
     assert await resumed_replay(ann, connect, "public:ack") == [2, 3]
 
 
-@override_settings(REALTIME=HEARTBEAT)
+@override_realtime(HEARTBEAT)
 async def test_a_late_pong_acknowledges_only_the_oldest_unanswered_ping(backend, login, connect):
     """A pong that comes after the next ping was queued may answer the earlier one: it acknowledges
     no more than what preceded that one (a slow client's round trip may exceed the heartbeat)."""
@@ -117,7 +116,7 @@ async def test_a_recovering_subscription_starts_where_its_replay_began(backend, 
     assert await resumed_replay(ann, connect, "public:ack") == [2, 3]
 
 
-@override_settings(REALTIME=HEARTBEAT)
+@override_realtime(HEARTBEAT)
 async def test_the_beat_records_the_acknowledged_positions(backend, login, connect):
     """A live session taken over (its process killed, or its connection a zombie) replays from what its
     beat recorded: the acknowledged positions, not what was only written to the socket."""

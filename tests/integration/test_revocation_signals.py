@@ -1,4 +1,4 @@
-"""realtime.auth.watch and accounts.models: which changes of a user revoke its credentials
+"""realtime.auth.watch and realtime.auth.revocation: which changes of a user revoke its credentials
 and send `credentials_revoked`, and when."""
 
 import logging
@@ -8,7 +8,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
 
-from accounts.models import CredentialState, revoke_credentials
+from realtime.auth.revocation import revoke_credentials
+from realtime.models import CredentialState
 from realtime.signals import credentials_revoked
 from tests.conftest import PASSWORD, make_tokens
 

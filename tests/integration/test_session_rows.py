@@ -11,10 +11,11 @@ from contextlib import asynccontextmanager
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer
 from django.db import connection, connections
-from django.test import override_settings
 
-from realtime.engine import get_engine, reset_engines
+from realtime.engine import get_engine
+from realtime.engine.layer import layer_key
 from realtime.engine.redis import RedisEngine
 from realtime.http import metrics as metrics_view
 from realtime.models import Connection
@@ -22,19 +23,9 @@ from realtime.runtime import node
 from realtime.sessions import rows as sessions
 from realtime.sessions import slots
 from realtime.support.conf import realtime_settings
-from tests.conftest import make_tokens
+from tests.conftest import make_tokens, override_realtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def fresh_engine():
-    """A memory engine of this test's own (slots included), unless a test asks for Redis."""
-    reset_engines()
-    slots.LOCAL.clear()
-    yield
-    reset_engines()
-    slots.LOCAL.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -231,7 +222,7 @@ async def test_a_shutdown_writes_what_is_queued_before_it_retires_the_rows(user)
 # ---------------------------------------------------------------- the connection limit
 
 
-@override_settings(REALTIME={"MAX_CONNECTIONS_PER_USER": 1})
+@override_realtime({"MAX_CONNECTIONS_PER_USER": 1})
 async def test_the_limit_holds_whatever_order_the_sockets_authenticate_in(connect, user):
     """Two sockets connect, the second authenticates first: one is admitted, never both."""
     first, second = await connect(), await connect()
@@ -243,7 +234,7 @@ async def test_the_limit_holds_whatever_order_the_sockets_authenticate_in(connec
     assert [reply["code"] for reply in replies if reply["type"] == "disconnect"] == [4529]
 
 
-@override_settings(REALTIME={"MAX_CONNECTIONS_PER_USER": 3})
+@override_realtime({"MAX_CONNECTIONS_PER_USER": 3})
 async def test_many_sockets_at_once_get_exactly_the_limit(connect, user):
     token = await token_for(user)
     sockets = await asyncio.gather(*(connect(token=token) for _ in range(8)))
@@ -251,11 +242,10 @@ async def test_many_sockets_at_once_get_exactly_the_limit(connect, user):
     assert kinds.count("welcome") == 3 and kinds.count("disconnect") == 5
 
 
-@override_settings(REALTIME={"MAX_CONNECTIONS_PER_USER": 1})
+@override_realtime({"MAX_CONNECTIONS_PER_USER": 1})
 async def test_the_limit_counts_the_sockets_of_other_processes(redis_layer, redis_url, redis_prefix, connect, user):
     """Another process (its own engine and Redis connections) holds the user's one slot."""
-    with override_settings(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix):
-        reset_engines()
+    with override_realtime(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix):
         other_process = RedisEngine(redis_url, redis_prefix)
         try:
             assert await other_process.slot_admit(str(user.pk), "socket-elsewhere", limit=1, ttl=30)
@@ -269,7 +259,7 @@ async def test_the_limit_counts_the_sockets_of_other_processes(redis_layer, redi
             await other_process.close()
 
 
-@override_settings(REALTIME={"MAX_CONNECTIONS_PER_USER": 1, "NODE_HEARTBEAT": 0.1, "CLEANUP_INTERVAL": 60})
+@override_realtime({"MAX_CONNECTIONS_PER_USER": 1, "NODE_HEARTBEAT": 0.1, "CLEANUP_INTERVAL": 60})
 async def test_a_live_socket_keeps_its_slot_and_a_dead_one_lapses(connect, user):
     """The beat renews this process's slots; a slot nobody renews (its process died) lapses after 3 beats."""
     await node.ensure_started()
@@ -285,7 +275,7 @@ async def test_a_live_socket_keeps_its_slot_and_a_dead_one_lapses(connect, user)
         refused = await connect(token=await token_for(user))
         await refused.expect_disconnect(4529)
         # A process that dies stops renewing: drop the slot from this process's renewals, as a kill would.
-        slots.LOCAL.clear()
+        slots.local().clear()
         while engine.slots.get(str(user.pk), {}).get(slot, 0) > engine.clock():
             await asyncio.sleep(slots.ttl() / 3)
         admitted = await connect(token=await token_for(user))
@@ -294,39 +284,42 @@ async def test_a_live_socket_keeps_its_slot_and_a_dead_one_lapses(connect, user)
         await node.stop()
 
 
-@override_settings(REALTIME={"MAX_CONNECTIONS_PER_USER": 1})
+@override_realtime({"MAX_CONNECTIONS_PER_USER": 1})
 async def test_the_slot_of_a_consumer_that_ended_without_its_close_is_not_renewed(connect, user):
     """Only sockets that are really alive hold a slot (PROTOCOL section 8): a consumer killed by its
     server (daphne's application_close_timeout) never ran on_disconnect, but its slot lapses."""
     socket = await connect(token=await token_for(user))
     await socket.recv_type("welcome")
-    (slot,) = slots.LOCAL
+    (slot,) = slots.local()
     socket.communicator.future.cancel()  # the application task is killed, as a server does
     with contextlib.suppress(asyncio.CancelledError):
         await socket.communicator.future
-    assert slot in slots.LOCAL  # its close never ran
+    assert slot in slots.local()  # its close never ran
     engine = get_engine()
     before = engine.slots[str(user.pk)][slot]
     await slots.touch_local()  # the next beat
-    assert slot not in slots.LOCAL and engine.slots[str(user.pk)][slot] == before  # not renewed: it lapses
+    assert slot not in slots.local() and engine.slots[str(user.pk)][slot] == before  # not renewed: it lapses
 
 
 async def test_closing_a_socket_gives_its_slot_back(connect, user):
     socket = await connect(token=await token_for(user))
     await socket.recv_type("welcome")
-    assert list(slots.LOCAL.values()) == [str(user.pk)]
+    assert list(slots.local().values()) == [str(user.pk)]
     await socket.close()
-    assert slots.LOCAL == {} and get_engine().slots == {}
+    assert slots.local() == {} and get_engine().slots == {}
 
 
-@override_settings(REDIS_URL="redis://127.0.0.1:9/0")  # nothing listens there: the engine is down
-async def test_an_engine_down_at_admission_answers_unavailable_and_the_socket_may_try_again(connect, user):
+@override_realtime(REDIS_URL="redis://127.0.0.1:9/0")  # nothing listens there: the engine is down
+async def test_an_engine_down_at_admission_answers_unavailable_and_the_socket_may_try_again(
+    connect, user, realtime_node
+):
+    realtime_node.put(layer_key(), InMemoryChannelLayer())  # the engine's Redis is down, not the socket's layer
     socket = await connect()
     reply = await socket.request({"type": "auth", "token": await token_for(user), "id": 1})
     assert (reply["type"], reply["code"], reply["id"]) == ("error", "unavailable", 1)
     assert await socket.request({"type": "ping", "id": 2}) == {"type": "pong", "id": 2}  # still open
-    assert await Connection.objects.acount() == 0 and slots.LOCAL == {}
-    with override_settings(REDIS_URL=""):  # the engine is back
+    assert await Connection.objects.acount() == 0 and slots.local() == {}
+    with override_realtime(REDIS_URL=""):  # the engine is back
         welcome = await socket.request({"type": "auth", "token": await token_for(user), "id": 3})
         assert (welcome["type"], welcome["id"]) == ("welcome", 3)
         await socket.close()
@@ -335,7 +328,7 @@ async def test_an_engine_down_at_admission_answers_unavailable_and_the_socket_ma
 # ---------------------------------------------------------------- the auth deadline
 
 
-@override_settings(REALTIME={"AUTH_TIMEOUT": 0.3})
+@override_realtime({"AUTH_TIMEOUT": 0.3})
 async def test_credentials_waiting_for_a_busy_database_are_not_timed_out(connect, user):
     token = await token_for(user)
     waiting = await connect()
@@ -359,7 +352,7 @@ async def user_rows(user) -> int:
     return await Connection.objects.filter(user=user).acount()
 
 
-@override_settings(REALTIME={"MAX_CONNECTIONS_PER_USER": 20, "CONNECT_BURST": 1000})
+@override_realtime({"MAX_CONNECTIONS_PER_USER": 20, "CONNECT_BURST": 1000})
 async def test_connects_refused_at_the_connection_limit_write_no_row(connect, user):
     """The finding: with 20 sockets open, 100 refused attempts (4529) made it 120 rows, kept for 7 days."""
     token, before = await token_for(user), refusals("too_many_connections")
@@ -373,7 +366,7 @@ async def test_connects_refused_at_the_connection_limit_write_no_row(connect, us
     assert refusals("too_many_connections") == before + 100
 
 
-@override_settings(REALTIME={"CONNECT_BURST": 5, "CONNECT_RATE": 0.01})
+@override_realtime({"CONNECT_BURST": 5, "CONNECT_RATE": 0.01})
 async def test_connects_over_the_users_rate_are_closed_4008_and_write_no_row(connect, user, make_user):
     token, before = await token_for(user), refusals("rate_limited")
     for _ in range(5):
@@ -411,12 +404,11 @@ async def test_a_flood_of_connects_with_one_token_is_rate_limited_with_a_row_per
     assert rows == admitted <= bound, f"300 connects: {admitted} admitted, {rows} rows (at most {bound})"
 
 
-@override_settings(REALTIME={"CONNECT_BURST": 2, "CONNECT_RATE": 0.01})
+@override_realtime({"CONNECT_BURST": 2, "CONNECT_RATE": 0.01})
 async def test_the_connect_rate_counts_the_connects_on_other_processes(
     redis_layer, redis_url, redis_prefix, connect, user
 ):
-    with override_settings(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix):
-        reset_engines()
+    with override_realtime(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix):
         other_process = RedisEngine(redis_url, redis_prefix)
         try:
             assert await other_process.connect_take(str(user.pk), rate=0.01, burst=2)  # a connect over there

@@ -4,12 +4,11 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from realtime.models import Connection
 from realtime.sessions import rows as sessions
-from tests.conftest import make_tokens
+from tests.conftest import make_tokens, override_realtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -146,7 +145,7 @@ async def test_unauthenticated_socket_only_answers_auth_and_ping(connect):
         assert (reply["type"], reply["code"], reply["id"]) == ("error", "unauthorized", frame["id"])
 
 
-@override_settings(REALTIME={"AUTH_TIMEOUT": 0.2})
+@override_realtime({"AUTH_TIMEOUT": 0.2})
 async def test_auth_timeout_closes_4501(connect):
     socket = await connect()
     frame = await socket.expect_disconnect(4501)
@@ -190,7 +189,7 @@ async def test_inactive_user_cannot_authenticate(connect, make_user):
     await socket.expect_disconnect(4501)
 
 
-@override_settings(REALTIME={"REFRESH_LEAD": 1.0, "HEARTBEAT": 60})
+@override_realtime({"REFRESH_LEAD": 1.0, "HEARTBEAT": 60})
 async def test_expiring_then_token_expired(connect, user):
     token = short_token(user, 1.5)
     socket = await connect(token=str(token))
@@ -204,7 +203,7 @@ async def test_expiring_then_token_expired(connect, user):
     assert row.close_code == 4009 and row.close_reason == "token_expired"
 
 
-@override_settings(REALTIME={"REFRESH_LEAD": 0.9, "HEARTBEAT": 0.3, "HEARTBEAT_TIMEOUT": 5})
+@override_realtime({"REFRESH_LEAD": 0.9, "HEARTBEAT": 0.3, "HEARTBEAT_TIMEOUT": 5})
 async def test_refresh_moves_the_expiry(connect, user):
     token = short_token(user, 1.0)
     socket = await connect(token=str(token))

@@ -4,12 +4,13 @@ import asyncio
 import json
 
 import pytest
-from django.test import override_settings
 
-from realtime.engine import get_engine, publication_parts, reset_engines
+from realtime.core.frames import publication_parts
+from realtime.engine import get_engine
 from realtime.models import Room
 from realtime.pubsub import presence
 from realtime.pubsub.publishing import publish
+from tests.conftest import override_realtime
 from tests.integration.lossy import break_presence, echoing_fanout, lossy_fanout
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -144,7 +145,7 @@ async def test_user_namespace_rules(backend, login):
 
 
 async def test_already_subscribed_and_the_subscription_limit(backend, login):
-    with override_settings(REALTIME={"MAX_SUBSCRIPTIONS": 2}):
+    with override_realtime({"MAX_SUBSCRIPTIONS": 2}):
         ann = await login()
         await ann.request({"type": "subscribe", "id": 1, "channel": "public:a"})
         again = await ann.request({"type": "subscribe", "id": 2, "channel": "public:a"})
@@ -231,7 +232,7 @@ async def test_presence_with_two_users_and_several_tabs(backend, login):
     assert [(m["username"], m["connections"]) for m in members["members"]] == [("bob", 1)]
 
 
-@override_settings(REALTIME={"PRESENCE_GRACE": 0.3})
+@override_realtime({"PRESENCE_GRACE": 0.3})
 async def test_a_dropped_socket_leaves_after_the_grace(backend, login):
     bob = await login("bob")
     await bob.request({"type": "subscribe", "id": 1, "channel": "public:g"})
@@ -307,10 +308,9 @@ async def test_lost_history_ends_the_subscription_with_insufficient_state(backen
 
 
 async def test_unavailable_when_redis_is_down(login, redis_url, redis_prefix):
-    reset_engines()
-    with override_settings(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix):
+    with override_realtime(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix):
         ann = await login()  # admitted while Redis is up (its connection slot is counted there)
-        with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):  # then Redis goes away
+        with override_realtime(REDIS_URL="redis://127.0.0.1:1/0"):  # then Redis goes away
             for frame in (
                 {"type": "subscribe", "channel": "public:a"},
                 {"type": "publish", "channel": "public:a", "data": 1},
@@ -320,7 +320,6 @@ async def test_unavailable_when_redis_is_down(login, redis_url, redis_prefix):
                 reply = await ann.request({**frame, "id": 5})
                 assert (reply["code"], reply["id"]) == ("unavailable", 5), reply
             assert await ann.request({"type": "ping", "id": 6}) == {"type": "pong", "id": 6}
-    reset_engines()
 
 
 def test_publications_are_json_objects_in_history_texts():
@@ -367,7 +366,7 @@ async def test_a_presence_failure_at_subscribe_is_its_one_reply_and_nothing_stay
     await publish("public:p", "after the failure")
     assert (await bob.recv_type("message"))["data"] == "after the failure"  # the fan-out went past ann too
     assert await frames_until_pong(ann, 3) == []  # no second reply, no message: ann is not subscribed
-    assert ann.welcome["session"] not in presence.LOCAL.get("public:p", set())  # the beat keeps nothing alive
+    assert ann.welcome["session"] not in presence.local().get("public:p", set())  # the beat keeps nothing alive
     await engine.redis.delete(engine.key("pz", "public:p"))
     again = await ann.request({"type": "subscribe", "id": 4, "channel": "public:p"})
     assert again["type"] == "subscribed" and again["offset"] == 1

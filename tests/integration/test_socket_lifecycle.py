@@ -5,15 +5,16 @@ import logging
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import override_settings
 
 from realtime.core import protocol
+from realtime.engine.layer import layer_key
 from realtime.models import Connection
-from realtime.sessions.live import LIVE
 from realtime.sessions import rows as sessions
+from realtime.sessions.live import live
 from realtime.socket import handlers
 from realtime.socket.consumer import SocketState
-from tests.conftest import make_tokens
+from tests.conftest import make_tokens, override_realtime
+from tests.integration.lossy import FailingDiscardLayer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -34,7 +35,7 @@ async def authed(connect, user):
 # ---------------------------------------------------------------- section 5
 
 
-@override_settings(REALTIME={"HEARTBEAT": 0.2, "HEARTBEAT_TIMEOUT": 5})
+@override_realtime({"HEARTBEAT": 0.2, "HEARTBEAT_TIMEOUT": 5})
 async def test_server_pings_every_heartbeat(authed):
     socket = await authed()
     assert socket.welcome["heartbeat"] == 0.2
@@ -43,7 +44,7 @@ async def test_server_pings_every_heartbeat(authed):
         await socket.send({"type": "pong"})
 
 
-@override_settings(REALTIME={"HEARTBEAT": 0.2, "HEARTBEAT_TIMEOUT": 0.2})
+@override_realtime({"HEARTBEAT": 0.2, "HEARTBEAT_TIMEOUT": 0.2})
 async def test_silent_client_is_closed_4004(authed):
     socket = await authed()
     frame = await socket.expect_disconnect(4004, "heartbeat_timeout")
@@ -53,7 +54,7 @@ async def test_silent_client_is_closed_4004(authed):
     assert (row.close_code, row.close_reason) == (4004, "heartbeat_timeout")
 
 
-@override_settings(REALTIME={"HEARTBEAT": 0.2, "HEARTBEAT_TIMEOUT": 0.3})
+@override_realtime({"HEARTBEAT": 0.2, "HEARTBEAT_TIMEOUT": 0.3})
 async def test_answering_pings_keeps_the_socket(authed):
     socket = await authed()
     for _ in range(6):  # 1.2 s: well past heartbeat + timeout
@@ -97,7 +98,7 @@ async def test_bad_frames_get_an_error_and_the_socket_stays(authed, frame, code,
     assert await socket.request({"type": "ping", "id": 99}) == {"type": "pong", "id": 99}
 
 
-@override_settings(REALTIME={"MAX_FRAME_BYTES": 100})
+@override_realtime({"MAX_FRAME_BYTES": 100})
 async def test_too_large(authed):
     socket = await authed()
     await socket.send({"type": "ping", "id": 1, "pad": "x" * 200})
@@ -108,7 +109,7 @@ async def test_too_large(authed):
     assert await socket.request({"type": "ping", "id": 2}) == {"type": "pong", "id": 2}
 
 
-@override_settings(REALTIME={"MAX_ERRORS": 3})
+@override_realtime({"MAX_ERRORS": 3})
 async def test_repeated_bad_frames_close_4500(authed):
     socket = await authed()
     for _ in range(3):
@@ -119,7 +120,7 @@ async def test_repeated_bad_frames_close_4500(authed):
     assert frame["reconnect"] is False
 
 
-@override_settings(REALTIME={"RATE": 0.1, "RATE_BURST": 3, "MAX_ERRORS": 2})
+@override_realtime({"RATE": 0.1, "RATE_BURST": 3, "MAX_ERRORS": 2})
 async def test_rate_limit_then_4008(authed):
     socket = await authed()
     for i in range(3):
@@ -136,7 +137,7 @@ async def test_rate_limit_then_4008(authed):
     assert frame["reconnect"] is True
 
 
-@override_settings(REALTIME={"MAX_CONNECTIONS_PER_USER": 2})
+@override_realtime({"MAX_CONNECTIONS_PER_USER": 2})
 async def test_connection_limit_per_user(authed, connect, user):
     first = await authed()
     await authed()
@@ -153,7 +154,7 @@ async def test_connection_limit_per_user(authed, connect, user):
     assert await Connection.objects.acount() == 3
 
 
-@override_settings(REALTIME={"MAX_CONNECTIONS_PER_USER": 1})
+@override_realtime({"MAX_CONNECTIONS_PER_USER": 1})
 async def test_connection_limit_applies_to_auth_frames(authed, connect, user):
     await authed()
     access, _ = await sync_to_async(make_tokens)(user)
@@ -238,7 +239,7 @@ class SlowClient:
             await asyncio.wait_for(self.called.wait_for(lambda: self.calls > count), 5)
 
 
-@override_settings(REALTIME={"SEND_QUEUE_BYTES": 2048, "RATE_BURST": 1000, "RATE": 1000})
+@override_realtime({"SEND_QUEUE_BYTES": 2048, "RATE_BURST": 1000, "RATE": 1000})
 async def test_a_client_that_does_not_read_is_cut_off_4013(connect, ws_app, user):
     slow = SlowClient(ws_app)
     access, _ = await sync_to_async(make_tokens)(user)
@@ -264,10 +265,10 @@ async def test_a_client_that_does_not_read_is_cut_off_4013(connect, ws_app, user
 
 
 async def test_the_consumer_moves_through_one_state_open_authenticated_closed(connect, user):
-    before = set(LIVE)
+    before = set(live())
     socket = await connect()
     await socket.request({"type": "ping", "id": 1})  # accepted and served before authentication
-    (consumer,) = set(LIVE) - before
+    (consumer,) = set(live()) - before
     assert consumer.state is SocketState.OPEN and consumer.user is None
     access, _ = await sync_to_async(make_tokens)(user)
     welcome = await socket.request({"type": "auth", "id": 2, "token": access})
@@ -276,8 +277,10 @@ async def test_the_consumer_moves_through_one_state_open_authenticated_closed(co
     assert consumer.state is SocketState.CLOSED and consumer.closing
 
 
-@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "tests.integration.lossy.FailingDiscardLayer"}})
-async def test_the_close_is_recorded_even_when_the_channel_layer_fails_while_the_socket_closes(authed, caplog):
+async def test_the_close_is_recorded_even_when_the_channel_layer_fails_while_the_socket_closes(
+    authed, realtime_node, caplog
+):
+    realtime_node.put(layer_key(), FailingDiscardLayer())
     socket = await authed()
     await socket.request({"type": "subscribe", "id": 1, "channel": "public:down"})
     with caplog.at_level(logging.WARNING, logger="realtime"):
@@ -287,14 +290,14 @@ async def test_the_close_is_recorded_even_when_the_channel_layer_fails_while_the
     assert "could not leave" in caplog.text
 
 
-@override_settings(REALTIME={"HEARTBEAT": 0.5, "HEARTBEAT_TIMEOUT": 5})
+@override_realtime({"HEARTBEAT": 0.5, "HEARTBEAT_TIMEOUT": 5})
 async def test_an_idle_socket_holds_a_timer_and_no_task_of_its_own(authed):
     """Deadlines are one timer per socket in the loop's heap, and the outbox writer runs only to send."""
-    before = set(LIVE)
+    before = set(live())
     sockets = [await authed() for _ in range(3)]
     for socket in sockets:
         await socket.request({"type": "subscribe", "id": 1, "channel": "public:idle"})
-    consumers = set(LIVE) - before
+    consumers = set(live()) - before
     assert len(consumers) == 3
     # Until no writer runs (the replies went out; a heartbeat may start one meanwhile), then look
     # at once, with no await in between.

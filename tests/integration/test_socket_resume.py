@@ -5,14 +5,12 @@ from urllib.parse import urlencode
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import override_settings
 
-from realtime.engine import reset_engines
 from realtime.models import Connection, Room
 from realtime.pubsub import presence
 from realtime.pubsub.publishing import publish
 from realtime.sessions import rows as sessions
-from tests.conftest import make_tokens
+from tests.conftest import make_tokens, override_realtime
 from tests.integration.lossy import break_presence
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -196,7 +194,7 @@ async def test_positions_without_resume_are_a_bad_request(login, connect, user):
     assert reply["code"] == "bad_request" and "resume" in reply["message"]
 
 
-@override_settings(REALTIME={"MAX_SUBSCRIPTIONS": 1})
+@override_realtime({"MAX_SUBSCRIPTIONS": 1})
 async def test_a_restore_stays_within_the_subscription_limit(login, connect):
     ann = await login("ann")
     await ann.request({"type": "subscribe", "id": 1, "channel": "public:one"})
@@ -243,9 +241,8 @@ async def test_no_resume_after_a_deliberate_close(backend, login, connect, code)
     assert (await auth_frame(await connect(), ann.user, ann.welcome["session"]))["resumed"] is False
 
 
-@override_settings(REALTIME={"RESUME_WINDOW": 0})
+@override_realtime({"RESUME_WINDOW": 0})
 async def test_no_resume_after_the_window(login, connect):
-    reset_engines()
     ann = await login("ann")
     await drop(ann)
     assert (await auth_frame(await connect(), ann.user, ann.welcome["session"]))["resumed"] is False
@@ -310,4 +307,4 @@ async def test_a_presence_failure_in_a_restore_says_unsubscribed_and_means_it(ba
     assert (await bob.recv_type("message"))["data"] == "after the failure"  # the fan-out went past ann too
     await again.send({"type": "ping", "id": 3})
     assert await again.recv_type("pong") == {"type": "pong", "id": 3}  # no message of public:rp came first
-    assert ann.welcome["session"] not in presence.LOCAL.get("public:rp", set())
+    assert ann.welcome["session"] not in presence.local().get("public:rp", set())

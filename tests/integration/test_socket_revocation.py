@@ -5,18 +5,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer
 from django.contrib.auth import get_user_model
-from django.test import override_settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from realtime.core.protocol import CloseCode
+from realtime.engine.layer import channel_layer, layer_key
 from realtime.models import Connection
 from realtime.runtime import node
 from realtime.sessions import rows as sessions
 from realtime.sessions.control import disconnect_channels, disconnect_user, user_group
-from tests.conftest import make_tokens
+from tests.conftest import make_tokens, override_realtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -107,23 +107,21 @@ async def test_admin_events_reach_the_socket_by_its_channel_name(connect, user, 
 
 async def test_revocation_over_redis(connect, user, redis_layer):
     socket = await open_authed(connect, user)
-    assert "Redis" in type(get_channel_layer()).__name__
+    assert "Redis" in type(channel_layer()).__name__
     await disconnect_user(user.pk, CloseCode.FORBIDDEN)
     await socket.expect_disconnect(4503)
 
 
-@override_settings(
-    CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"group_expiry": 2}}},
-    REALTIME={"NODE_HEARTBEAT": 0.1, "CLEANUP_INTERVAL": 60},
-)
-async def test_a_socket_older_than_the_group_expiry_still_gets_its_revocation(connect, user):
+@override_realtime(NODE_HEARTBEAT=0.1, CLEANUP_INTERVAL=60)
+async def test_a_socket_older_than_the_group_expiry_still_gets_its_revocation(connect, user, realtime_node):
     """The layer forgets a group member after group_expiry; the beat renews the live sockets' groups."""
+    realtime_node.put(layer_key(), InMemoryChannelLayer(group_expiry=2))
     await node.ensure_started()
     try:
         access, _ = await sync_to_async(make_tokens)(user)
         socket = await connect(token=access)
         await socket.recv_type("welcome")
-        layer = get_channel_layer()
+        layer = channel_layer()
         members = layer.groups[user_group(user.pk)]
         (joined,) = members.values()
         # Until the membership was renewed later than it would have expired (time must pass here;

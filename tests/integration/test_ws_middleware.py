@@ -11,8 +11,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import Client, override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.models import CredentialState, revoke_credentials
 from realtime.auth.middleware import JWTAuthMiddleware, JWTAuthMiddlewareStack
+from realtime.auth.revocation import revoke_credentials
 from realtime.auth.tokens import (
     Authenticated,
     ExpiredCredentials,
@@ -22,6 +22,7 @@ from realtime.auth.tokens import (
     user_for_token,
     validate_access_token,
 )
+from realtime.models import CredentialState
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

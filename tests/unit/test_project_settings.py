@@ -14,9 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 STRONG_KEY = "k7-Vw2pQz9xLm4Rt8sYb1Nc6Hd3Jf5Gg0Ea_Ui2Oo7Pp9Ll3Kk8Mm"  # 52 characters, many different ones
 PROBE = (
     "import django, json; from django.conf import settings; django.setup(); "
-    "db = settings.DATABASES['default']; layer = settings.CHANNEL_LAYERS['default']; "
-    "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']), 'layer': layer['BACKEND'], "
-    "'hosts': layer.get('CONFIG', {}).get('hosts'), 'debug': settings.DEBUG, "
+    "from realtime.engine.layer import channel_layer; layer = channel_layer(); "
+    "db = settings.DATABASES['default']; "
+    "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']), "
+    "'layer': type(layer).__module__ + '.' + type(layer).__name__, "
+    "'hosts': getattr(layer, 'hosts', None), 'debug': settings.DEBUG, "
     "'allowed': settings.ALLOWED_HOSTS, 'access': settings.SIMPLE_JWT['ACCESS_TOKEN_LIFETIME'].total_seconds()}))"
 )
 
@@ -55,7 +57,7 @@ def test_production_environment():
     assert values["engine"] == "django.db.backends.postgresql"
     assert values["name"] == "rt"
     assert values["layer"] == "realtime.engine.layer.BoundedRedisChannelLayer"
-    assert [host["address"] for host in values["hosts"]] == ["redis://cache.example.com:6379/2"]
+    assert [host["address"] for host in values["hosts"]] == ["redis://cache.example.com:6379/2"]  # the app's own
     assert values["allowed"] == ["rt.example.com", "api.example.com"]
     assert "SECRET_KEY" not in result.stderr
 

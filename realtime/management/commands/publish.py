@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from realtime.core.errors import RealtimeError
 from realtime.core.protocol import loads_json
 from realtime.namespaces import resolve
 from realtime.pubsub.publishing import check_data_size, publish_sync
+from realtime.support.conf import realtime_settings
 from realtime.support.services import SERVICE_ERRORS
 
 NO_REDIS = (
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         try:
             resolve(channel)
             check_data_size(value)
-            if not settings.REDIS_URL:
+            if not realtime_settings.REDIS_URL:
                 # The engine would be this process's memory: no server could hear it, and it is gone at exit.
                 raise CommandError(NO_REDIS)
             published = publish_sync(channel, value, user=None)
