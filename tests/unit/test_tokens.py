@@ -9,7 +9,7 @@ import pytest
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from accounts.models import CredentialState, announce_revocation, revoke_credentials, unix_microseconds
+from realtime.auth.revocation import announce_revocation, revoke_credentials
 from realtime.auth.tokens import (
     Authenticated,
     CredentialsError,
@@ -22,6 +22,7 @@ from realtime.auth.tokens import (
     user_id_of,
     validate_access_token,
 )
+from realtime.models import CredentialState, unix_microseconds
 
 pytestmark = pytest.mark.unit
 
