@@ -16,7 +16,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed
+# The runtime set as wheels, so that a virtualenv can install the app without an index
+# (`pip install --no-index --find-links .venv/wheelhouse`): tests/e2e/test_fresh_project.py does,
+# offline. `pip wheel` also builds the wheel of any requirement published as a source archive only.
+$(VENV)/wheelhouse/.complete: $(VENV)/.installed requirements.txt
+	$(PY) -m pip wheel --quiet --wheel-dir $(VENV)/wheelhouse -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed $(VENV)/wheelhouse/.complete
 
 ## Set up (virtualenv, install, migrate, demo data) and serve on 127.0.0.1:8000, with Redis when there is one
 ## (REDIS_URL, else 127.0.0.1:6379, else a private redis-server: scripts/run.py).
