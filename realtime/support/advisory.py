@@ -1,7 +1,7 @@
 """Periodic best-effort steps: run one, log its failure once per streak of failures.
 
 Used by the node's beat (`realtime.runtime.node`) and the hub's delivery check (`realtime.pubsub.hub`);
-it sits below both so that neither has to import the other (plan: `support/services.py`).
+it sits below both so that neither has to import the other.
 """
 
 from __future__ import annotations

@@ -308,20 +308,6 @@ async def test_starting_on_another_loop_replaces_the_task(running):
     assert current().runner is None
 
 
-def test_a_forked_child_starts_with_a_node_of_its_own(realtime_node):
-    realtime_node.runner = object()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: another process, so another Node (no runner, its own start time)
-        fresh = current()
-        os.write(write, b"ok" if fresh is not realtime_node and fresh.runner is None else b"no")
-        os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    assert os.read(read, 2) == b"ok"
-    assert current() is realtime_node  # the parent keeps its own
-
-
 # ---------------------------------------------------------------- shutdown
 
 

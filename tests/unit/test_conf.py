@@ -1,5 +1,7 @@
 """The REALTIME settings: defaults, overrides, environment, validation."""
 
+import re
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -142,3 +144,28 @@ def test_a_namespace_name_with_a_trailing_newline_is_refused():
 def test_the_connect_rate_settings_are_checked(key, value):
     with pytest.raises(ImproperlyConfigured, match=key):
         load({}, {f"REALTIME_{key}": value})
+
+
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        ("REDIS_URL", "http://cache:6379", "must start with redis://, rediss://, unix://"),
+        ("REDIS_URL", 6379, "must be a string"),
+        ("REDIS_PREFIX", "", "must be a non-empty word"),
+        ("REDIS_PREFIX", "my app", "must be a non-empty word"),
+        ("REDIS_PREFIX", "{rt}", "must be a non-empty word without spaces or braces"),
+        ("CHANNEL_LAYER_FLAVOUR", "streams", "must be one of core, pubsub"),
+    ],
+)
+def test_a_bad_redis_setting_is_refused_naming_it(key, value, problem):
+    with pytest.raises(ImproperlyConfigured, match=re.escape(f"REALTIME['{key}'] {problem}")):
+        load({key: value}, {})
+
+
+def test_redis_settings_from_the_environment_are_trimmed():
+    values = load({}, {"REALTIME_REDIS_URL": " redis://cache:6379/1 ", "REALTIME_REDIS_PREFIX": "site2"})
+    assert (values["REDIS_URL"], values["REDIS_PREFIX"], values["CHANNEL_LAYER_FLAVOUR"]) == (
+        "redis://cache:6379/1",
+        "site2",
+        "core",
+    )

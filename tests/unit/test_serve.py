@@ -1,5 +1,8 @@
 """The production command's options come from one place and follow the settings; the docs show it."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,15 @@ def test_the_apps_command_needs_the_settings_or_the_application(monkeypatch):
 
 def test_the_reference_deployment_serves_with_the_apps_options():
     assert serve.uvicorn_options() == app_serve.uvicorn_options("project.asgi:application")
+
+
+def test_python_m_realtime_server_runs_uvicorn_with_the_apps_options(tmp_path):
+    # Without DJANGO_SETTINGS_MODULE: the command takes `project.settings` from the application's name
+    # (reading MAX_FRAME_BYTES for its options would fail otherwise), then hands uvicorn the line.
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(
+        [sys.executable, "-m", "realtime.server", "project.asgi:application", "--help"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Usage:" in done.stdout and "--ws-max-size" in done.stdout
