@@ -25,7 +25,7 @@ import zlib
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from project.serve import ws_max_size
+from realtime.server.serve import ws_max_size
 from tests.browser.conftest import _collected_static  # noqa: F401 - `collectstatic` once, as a deployment does
 
 from .client import Client
