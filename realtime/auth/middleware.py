@@ -45,7 +45,8 @@ from django.http import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from rest_framework_simplejwt import settings as jwt_settings  # the module: SIMPLE_JWT changes rebind api_settings
 
-from realtime.auth.tokens import Authenticated, ExpiredCredentials, InvalidCredentials, authenticate_token
+from realtime.auth.cache import authenticate_token
+from realtime.auth.tokens import Authenticated, ExpiredCredentials, InvalidCredentials
 
 Method = Literal["header", "protocol", "query", "cookie"]
 

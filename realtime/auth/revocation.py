@@ -7,8 +7,9 @@ time, and every access token issued before it is rejected, by the socket
 (`realtime.auth.tokens`), the HTTP API (`realtime.auth.drf`) and token verify alike.
 A password change, a deactivation and a logout with `all` also store a time for the
 refresh tokens, which `token/refresh/` then refuses (`realtime.http.token_views`).
-Once the transaction commits, `realtime.signals.credentials_revoked` tells every
-process, which closes the user's sockets.
+Before anything is written the engine records the revocation too, so that no process's
+cached user (`realtime.auth.cache`) outlives it. Once the transaction commits,
+`realtime.signals.credentials_revoked` tells every process, which closes the user's sockets.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING
 
+from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from rest_framework_simplejwt import settings as jwt_settings
 
-from realtime.models import CredentialState
+from realtime.auth.cache import user_key
+from realtime.engine import get_engine
+from realtime.models import CredentialState, unix_microseconds
 from realtime.signals import REASONS, credentials_revoked
+from realtime.support.conf import realtime_settings
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -46,6 +52,7 @@ def revoke_credentials_of(users: Iterable[AbstractBaseUser], reason: str, *, ref
     if refresh is None:
         refresh = reason != "logout"
     now = timezone.now()
+    record_in_engine(users, unix_microseconds(now))  # first: the sockets' user caches must never lag the database
     changes = {"revoked_at": now, **({"refresh_revoked_at": now} if refresh else {})}
     # One row per user, made on the first revocation: insert, or update just the fields of this one.
     CredentialState.objects.bulk_create(
@@ -56,6 +63,25 @@ def revoke_credentials_of(users: Iterable[AbstractBaseUser], reason: str, *, ref
     )
     for user in users:
         announce_revocation(user, reason)
+
+
+def record_in_engine(users: list[AbstractBaseUser], at_us: int) -> None:
+    """Record the revocation in the engine, which every process's connects consult (`realtime.auth.cache`).
+
+    Raises when the engine cannot record it (Redis down): the revocation then fails as a whole
+    (nothing is written), rather than leave another process's cached user trusted.
+    """
+    if realtime_settings.USER_CACHE_SECONDS <= 0 or not users:
+        return
+    field = jwt_settings.api_settings.USER_ID_FIELD
+    keys = [user_key(getattr(user, field)) for user in users]
+
+    async def record() -> None:
+        engine = get_engine()
+        for key in keys:
+            await engine.record_revocation(key, at_us)
+
+    async_to_sync(record)()
 
 
 def announce_revocation(user: AbstractBaseUser, reason: str) -> None:

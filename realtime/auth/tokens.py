@@ -7,7 +7,7 @@ replaceable on its own::
           (signature, exp, type;                 (load_user: one query for the user and
            no database)                           its revocation state; check_user)
 
-`authenticate_token` runs the whole pipeline without blocking the event loop.
+Sockets run it through `realtime.auth.cache.authenticate_token`: the user from a per-process cache.
 simplejwt's errors are translated here, at the boundary::
 
     CredentialsError              base: these credentials authenticate nobody
@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from rest_framework_simplejwt import settings as jwt_settings  # the module: SIMPLE_JWT changes rebind api_settings
@@ -164,8 +163,3 @@ def issued_at_us(token: Token) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-async def authenticate_token(raw: str) -> Authenticated:
-    """Run the pipeline on a raw access token without blocking the event loop."""
-    token = validate_access_token(raw)
-    user = await database_sync_to_async(user_for_token)(token)
-    return Authenticated.from_token(user, token)

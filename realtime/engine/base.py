@@ -82,6 +82,11 @@ class SessionWrite:
     changes: dict[str, list | None]
 
 
+# How long a revocation is kept in the engine: longer than any socket's cached user (USER_CACHE_SECONDS)
+# and any access token, after which the database's record alone answers.
+REVOCATION_TTL = 86400
+
+
 @dataclass(frozen=True, slots=True)
 class TakenSession:
     """A session taken over: the socket that held it (its channel name) and its subscriptions."""
@@ -275,6 +280,16 @@ class Engine(ABC):
         A token bucket per user, shared by every process of the engine: `burst` connects at
         once, refilled at `rate` per second.
         """
+
+    # ---------------------------------------------------------------- revocations (the sockets' user cache)
+
+    @abstractmethod
+    async def revoked_at(self, user: str) -> int:
+        """The latest revocation of `user`'s credentials recorded here, in Unix microseconds (0: none)."""
+
+    @abstractmethod
+    async def record_revocation(self, user: str, at_us: int) -> None:
+        """Record a revocation of `user`'s credentials at `at_us` (keeps the latest; lasts REVOCATION_TTL)."""
 
     @abstractmethod
     async def slot_release(self, user: str, slot: str) -> None:

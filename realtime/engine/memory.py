@@ -18,6 +18,7 @@ from typing import Any
 from realtime.core.frames import publication_event, splice_position, ts_of
 from realtime.core.limits import KeyedBuckets, utf8_size
 from realtime.engine.base import (
+    REVOCATION_TTL,
     Engine,
     Listener,
     OverQuota,
@@ -111,6 +112,7 @@ class MemoryEngine(Engine):
         self.sessions: dict[str, _Session] = {}
         self.slots: dict[str, dict[str, float]] = {}  # user -> slot -> expiry (connection limit)
         self.connects = KeyedBuckets(clock=clock)  # user -> bucket of connects (CONNECT_RATE)
+        self.revocations: dict[str, tuple[int, float]] = {}  # user -> (latest revocation in µs, expiry)
         self.quotas = KeyedBuckets(clock=clock)  # publish quotas: this process's own (one process, one engine)
         self.listeners: weakref.WeakSet[MemoryListener] = weakref.WeakSet()
 
@@ -341,6 +343,14 @@ class MemoryEngine(Engine):
 
     async def connect_take(self, user: str, *, rate: float, burst: int) -> bool:
         return self.connects.take(user, 1, rate=rate, burst=burst)
+
+    async def revoked_at(self, user: str) -> int:
+        at, expires = self.revocations.get(user, (0, 0.0))
+        return at if expires > self.clock() else 0
+
+    async def record_revocation(self, user: str, at_us: int) -> None:
+        latest = max(at_us, await self.revoked_at(user))
+        self.revocations[user] = (latest, self.clock() + REVOCATION_TTL)
 
     async def slot_release(self, user: str, slot: str) -> None:
         held = self.slots.get(user)

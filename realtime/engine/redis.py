@@ -58,6 +58,7 @@ import redis.asyncio as aioredis
 
 from realtime.core.frames import splice_position, ts_of
 from realtime.engine.base import (
+    REVOCATION_TTL,
     Engine,
     Listener,
     OverQuota,
@@ -435,6 +436,16 @@ def _users(raw: list) -> list[dict[str, Any]]:
     return [json.loads(_text(user)) for user in raw if user is not None]
 
 
+# A revocation time, kept if it is the latest: KEYS[1] `<prefix>:rv:<user>`; ARGV: µs, ttl (s).
+REVOKE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local at = tonumber(ARGV[1])
+if at > current then current = at end
+redis.call('SET', KEYS[1], string.format('%d', current), 'EX', tonumber(ARGV[2]))
+return current
+"""
+
+
 class RedisEngine(Engine):
     """History and presence in Redis, shared by every process."""
 
@@ -456,6 +467,7 @@ class RedisEngine(Engine):
         self._slot_admit = self.redis.register_script(SLOT_ADMIT)
         self._slot_touch = self.redis.register_script(SLOT_TOUCH)
         self._connect_take = self.redis.register_script(CONNECT_TAKE)
+        self._revoke = self.redis.register_script(REVOKE)
         self.listeners: set[RedisListener] = set()
 
     def key(self, kind: str, channel: str) -> str:
@@ -636,6 +648,13 @@ class RedisEngine(Engine):
 
     async def connect_take(self, user: str, *, rate: float, burst: int) -> bool:
         return bool(await self._connect_take([self.key("r", user)], [rate, burst]))
+
+    async def revoked_at(self, user: str) -> int:
+        value = await self.redis.get(self.key("rv", user))
+        return int(value) if value is not None else 0
+
+    async def record_revocation(self, user: str, at_us: int) -> None:
+        await self._revoke(keys=[self.key("rv", user)], args=[at_us, REVOCATION_TTL])
 
     async def slot_release(self, user: str, slot: str) -> None:
         await self.redis.zrem(self.key("c", user), slot)

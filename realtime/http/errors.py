@@ -18,6 +18,8 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from realtime.support.services import SERVICE_ERRORS
+
 logger = logging.getLogger(__name__)
 
 
@@ -73,6 +75,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, SERVICE_ERRORS):  # Redis or the database away (a revocation Redis could not record)
+        logger.warning("backing service failed in %s: %r", context.get("view"), exc)
+        return Response(error_body("unavailable", "A backing service is unavailable; try again."), status=503)
     if not isinstance(exc, exceptions.APIException):
         ref = uuid.uuid4().hex[:12]
         logger.error("Unhandled error in %s (ref %s)", context.get("view"), ref, exc_info=exc)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from realtime.auth.tokens import CredentialsError, ExpiredCredentials, authenticate_token
+from realtime.auth.cache import authenticate_token
+from realtime.auth.tokens import CredentialsError, ExpiredCredentials
 from realtime.core import protocol
 from realtime.core.errors import (
     BadRequest,

@@ -118,6 +118,9 @@ OPTIONS: dict[str, Option] = {
     ),
     "CLEANUP_INTERVAL": Option(float, 5.0, "Seconds between stale-session cleanups inside the server.", minimum=0.1),
     "SESSION_RETENTION": Option(float, 7 * 86400.0, "Seconds closed session rows are kept before purging."),
+    "USER_CACHE_SECONDS": Option(
+        float, 60.0, "Seconds a process keeps a socket's user for the next connects (0: read it every time)."
+    ),
     "NAMESPACES": Option(dict, DEFAULT_NAMESPACES, "Channel namespaces and their rules (see docs/configuration.md)."),
 }
 

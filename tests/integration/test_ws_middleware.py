@@ -11,6 +11,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import Client, override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from realtime.auth.cache import authenticate_token
 from realtime.auth.middleware import JWTAuthMiddleware, JWTAuthMiddlewareStack
 from realtime.auth.revocation import revoke_credentials
 from realtime.auth.tokens import (
@@ -18,7 +19,6 @@ from realtime.auth.tokens import (
     ExpiredCredentials,
     InvalidCredentials,
     PreciseAccessToken,
-    authenticate_token,
     user_for_token,
     validate_access_token,
 )
