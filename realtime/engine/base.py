@@ -82,6 +82,9 @@ class SessionWrite:
     changes: dict[str, list | None]
 
 
+# What `Engine.admit` answers.
+ADMITTED, OVER_RATE, AT_LIMIT = 0, 1, 2
+
 # How long a revocation is kept in the engine: longer than any socket's cached user (USER_CACHE_SECONDS)
 # and any access token, after which the database's record alone answers.
 REVOCATION_TTL = 86400
@@ -280,6 +283,17 @@ class Engine(ABC):
         A token bucket per user, shared by every process of the engine: `burst` connects at
         once, refilled at `rate` per second.
         """
+
+    async def admit(self, user: str, slot: str, *, rate: float, burst: int, limit: int, ttl: float) -> int:
+        """`connect_take`, then `slot_admit` when the connect was taken: ADMITTED, OVER_RATE or AT_LIMIT.
+
+        One step per connect; an engine may do both in one round trip (Redis: one script).
+        """
+        if not await self.connect_take(user, rate=rate, burst=burst):
+            return OVER_RATE
+        if not await self.slot_admit(user, slot, limit=limit, ttl=ttl):
+            return AT_LIMIT
+        return ADMITTED
 
     # ---------------------------------------------------------------- revocations (the sockets' user cache)
 

@@ -416,6 +416,25 @@ return 0
 )
 
 
+# KEYS: the user's slots, the user's connect bucket. ARGV: slot, limit, ttl (ms), rate, burst.
+# CONNECT_TAKE then SLOT_ADMIT in one round trip: 0 admitted, 1 over the rate (nothing else
+# written), 2 at the limit (the connect counted, no slot taken).
+ADMIT = (
+    _BUCKET
+    + _SLOTS
+    + """
+if take(KEYS[2], 1, tonumber(ARGV[4]), tonumber(ARGV[5])) > 0 then return 1 end
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 2
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+keep_key()
+return 0
+"""
+)
+
 # KEYS: the user's connect bucket. ARGV: rate (per second), burst. Returns 1 when a connect was
 # taken, 0 over the rate (nothing written).
 CONNECT_TAKE = (
@@ -468,6 +487,7 @@ class RedisEngine(Engine):
         self._slot_touch = self.redis.register_script(SLOT_TOUCH)
         self._connect_take = self.redis.register_script(CONNECT_TAKE)
         self._revoke = self.redis.register_script(REVOKE)
+        self._admit = self.redis.register_script(ADMIT)
         self.listeners: set[RedisListener] = set()
 
     def key(self, kind: str, channel: str) -> str:
@@ -648,6 +668,10 @@ class RedisEngine(Engine):
 
     async def connect_take(self, user: str, *, rate: float, burst: int) -> bool:
         return bool(await self._connect_take([self.key("r", user)], [rate, burst]))
+
+    async def admit(self, user: str, slot: str, *, rate: float, burst: int, limit: int, ttl: float) -> int:
+        keys = [self.key("c", user), self.key("r", user)]
+        return int(await self._admit(keys, [slot, limit, int(ttl * 1000), rate, burst]))
 
     async def revoked_at(self, user: str) -> int:
         value = await self.redis.get(self.key("rv", user))

@@ -23,6 +23,7 @@ from typing import Any
 
 from realtime.core.protocol import CloseCode
 from realtime.engine import get_engine
+from realtime.engine.base import AT_LIMIT, OVER_RATE
 from realtime.sessions.live import live_channel_names
 from realtime.support.conf import realtime_settings
 from realtime.support.state import current
@@ -44,10 +45,18 @@ async def admit(user_id: Any, slot: str) -> CloseCode | None:
 
     A failure of the engine is raised (the caller answers `unavailable`) and holds no slot here.
     """
-    user, settings, engine = str(user_id), realtime_settings.values, get_engine()
-    if not await engine.connect_take(user, rate=settings["CONNECT_RATE"], burst=settings["CONNECT_BURST"]):
+    user, settings = str(user_id), realtime_settings.values
+    admitted = await get_engine().admit(
+        user,
+        slot,
+        rate=settings["CONNECT_RATE"],
+        burst=settings["CONNECT_BURST"],
+        limit=settings["MAX_CONNECTIONS_PER_USER"],
+        ttl=ttl(),
+    )
+    if admitted == OVER_RATE:
         return CloseCode.RATE_LIMITED
-    if not await engine.slot_admit(user, slot, limit=settings["MAX_CONNECTIONS_PER_USER"], ttl=ttl()):
+    if admitted == AT_LIMIT:
         return CloseCode.TOO_MANY_CONNECTIONS
     local()[slot] = user  # (a socket cancelled during the await holds none here: its slot lapses in the engine)
     return None

@@ -7,7 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from realtime.core.frames import publication_parts
-from realtime.engine.base import OverQuota, Quota, SessionWrite, TakenSession
+from realtime.engine.base import ADMITTED, AT_LIMIT, OVER_RATE, OverQuota, Quota, SessionWrite, TakenSession
 from realtime.engine.memory import MemoryEngine
 from realtime.engine.redis import RedisEngine
 from tests.integration.lossy import lose_history
@@ -456,6 +456,21 @@ async def test_connects_are_taken_from_a_bucket_per_user(engine):
     assert await engine.connect_take("8", rate=0.001, burst=3)  # another user's bucket is their own
     assert not await engine.connect_take("7", rate=0.001, burst=3)
     assert await engine.connect_take("7", rate=1e9, burst=3)  # refilled: any time at all passed, at this rate
+
+
+async def test_admit_counts_the_connect_then_takes_a_slot_in_one_step(engine):
+    """What a connect does (`realtime.sessions.slots.admit`): the rate first, then the limit."""
+    admit = {"rate": 0.001, "burst": 3, "limit": 2, "ttl": 30}
+    assert [await engine.admit("7", f"sock-{i}", **admit) for i in range(4)] == [
+        ADMITTED,
+        ADMITTED,
+        AT_LIMIT,  # the connect counted all the same: a refused connect is a connect
+        OVER_RATE,  # the bucket is empty: nothing else is looked at, and no slot is taken
+    ]
+    await engine.slot_release("7", "sock-0")
+    assert not await engine.connect_take("7", rate=0.001, burst=3)  # the same bucket as connect_take's
+    assert await engine.admit("7", "sock-9", **{**admit, "rate": 1e9}) == ADMITTED  # refilled; a slot free
+    assert await engine.admit("8", "sock-1", **admit) == ADMITTED  # another user's are their own
 
 
 async def test_a_slot_lapses_unless_touched(engine):
