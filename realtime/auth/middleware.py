@@ -185,7 +185,8 @@ def session_user(session: Any) -> tuple[Any, float | None]:
 
 
 class SocketSessionMiddleware:
-    """``scope["cookies"]`` and a lazy ``scope["session"]`` for a WebSocket handshake; `send` untouched.
+    """``scope["cookies"]`` and a lazy ``scope["session"]`` (None without a session cookie) for a WebSocket
+    handshake; `send` untouched.
 
     Channels' ``CookieMiddleware`` + ``SessionMiddleware`` wrap every outgoing message to
     save a modified session (they read the session's state on each one): 5-8 % of the
@@ -208,9 +209,10 @@ class SocketSessionMiddleware:
                 cookies = parse_cookie(value.decode("latin1"))
                 break
         session = None
-        if self.sessions:
+        key = cookies.get(settings.SESSION_COOKIE_NAME) if self.sessions else None
+        if key:  # no session cookie, no session to read: a socket on a token keeps no store
             store = import_module(settings.SESSION_ENGINE).SessionStore  # (imported once; then a dict lookup)
-            session = store(cookies.get(settings.SESSION_COOKIE_NAME))
+            session = store(key)
         return await self.inner(dict(scope, cookies=cookies, session=session), receive, send)
 
 

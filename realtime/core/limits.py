@@ -98,13 +98,16 @@ class ErrorWindow:
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window = window
-        self.times: deque[float] = deque()
+        # Made at the first event: most sockets never send a bad frame, and an empty deque is ~600 bytes.
+        self.times: deque[float] | None = None
         self.clock = clock
 
     def add(self) -> bool:
         """Record one event; True when the window now holds more than `limit`."""
         now = self.clock()
         times = self.times
+        if times is None:
+            times = self.times = deque()
         times.append(now)
         while times and times[0] <= now - self.window:
             times.popleft()

@@ -395,3 +395,16 @@ async def test_the_stack_hands_send_through_untouched_and_the_session_is_only_re
     await JWTAuthMiddlewareStack(inner)(scope, never_receive, never_send)
     assert seen["send"] is never_send
     assert seen["session"].session_key and not seen["session"].modified
+
+
+async def test_a_handshake_without_a_session_cookie_keeps_no_session_store(user):
+    """An idle socket on a token holds no Django session object (memory per socket)."""
+    seen = {}
+
+    async def inner(scope, receive, send):
+        seen.update(session=scope["session"], user=scope["user"])
+
+    headers = [HOST, (b"authorization", f"Bearer {token_for(user)}".encode())]
+    scope = {"type": "websocket", "path": "/ws/", "headers": headers, "query_string": b""}
+    await JWTAuthMiddlewareStack(inner)(scope, never_receive, never_send)
+    assert seen["session"] is None and seen["user"] == user

@@ -103,3 +103,9 @@ def test_wait_says_when_an_amount_fits_again():
     now[0] = 0.2
     assert bucket.wait(60) == 0 and bucket.take(60)
     assert bucket.wait(500) == pytest.approx(1.0)  # over the burst: from a full bucket
+
+
+def test_an_error_window_holds_nothing_until_its_first_event():
+    window = ErrorWindow(limit=2, window=10, clock=lambda: 0.0)
+    assert window.times is None  # an idle socket's windows cost no deque
+    assert not window.add() and len(window.times) == 1
