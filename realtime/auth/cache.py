@@ -111,10 +111,13 @@ async def _load(cache: UserCache, key: str, user_id: Any) -> _Entry:
     loading = current().loop_part((__name__, "loading"), dict)
     pending = loading.get(key)
     if pending is None:
-        pending = loading[key] = asyncio.ensure_future(database_sync_to_async(tokens.load_user)(user_id))
+        pending = loading[key] = asyncio.ensure_future(_read(cache, key, user_id))
         pending.add_done_callback(lambda done: loading.pop(key, None) if loading.get(key) is done else None)
-    user = await asyncio.shield(pending)  # a connect that gives up must not cancel the others' read
-    return cache.put(key, user)
+    return await asyncio.shield(pending)  # a connect that gives up must not cancel the others' read
+
+
+async def _read(cache: UserCache, key: str, user_id: Any) -> _Entry:
+    return cache.put(key, await database_sync_to_async(tokens.load_user)(user_id))
 
 
 async def _from_database(user_id: Any, token: Token) -> AbstractBaseUser:

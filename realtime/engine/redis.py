@@ -385,22 +385,21 @@ local function keep_key()
   local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
   if #last == 2 then redis.call('PEXPIREAT', KEYS[1], last[2]) end
 end
+-- KEYS[1]: the user's slots. Lapsed slots go first; a slot already held is renewed. 1: admitted, 0: at the limit.
+local function admit_slot(slot, limit, ttl)
+  local now = now_ms()
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if not redis.call('ZSCORE', KEYS[1], slot) and redis.call('ZCARD', KEYS[1]) >= limit then
+    return 0
+  end
+  redis.call('ZADD', KEYS[1], now + ttl, slot)
+  keep_key()
+  return 1
+end
 """
 
 # ARGV: slot, limit, ttl (ms). Returns 1 when admitted (a slot already held is renewed), 0 at the limit.
-SLOT_ADMIT = (
-    _SLOTS
-    + """
-local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-keep_key()
-return 1
-"""
-)
+SLOT_ADMIT = _SLOTS + "return admit_slot(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))\n"
 
 # ARGV: ttl (ms), then slots. Renews the slots still there (XX: a released one is not brought back).
 SLOT_TOUCH = (
@@ -424,13 +423,7 @@ ADMIT = (
     + _SLOTS
     + """
 if take(KEYS[2], 1, tonumber(ARGV[4]), tonumber(ARGV[5])) > 0 then return 1 end
-local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 2
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-keep_key()
+if admit_slot(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])) == 0 then return 2 end
 return 0
 """
 )

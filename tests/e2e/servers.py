@@ -96,6 +96,8 @@ class ServerDied(RuntimeError):
 class DaphneServer:
     """One daphne process serving project.asgi on 127.0.0.1."""
 
+    READY_PATH = "/healthz"  # what `wait_ready` polls until it answers 200
+
     def __init__(
         self, env: dict[str, str], log_path: Path, *, name: str = "server", args: tuple[str, ...] = VERBOSE
     ) -> None:
@@ -163,14 +165,14 @@ class DaphneServer:
         return self
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT) -> DaphneServer:
-        """Poll `GET /healthz` until it answers 200; raise `ServerDied` if the process ends or never answers."""
+        """Poll `GET READY_PATH` until it answers 200; raise `ServerDied` if the process ends or never answers."""
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerDied(f"{self.name} exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
             try:
-                status, body = await http_get(HOST, self.port, "/healthz", timeout=2.0)
+                status, body = await http_get(HOST, self.port, self.READY_PATH, timeout=2.0)
             except OSError as exc:
                 last = repr(exc)
             else:

@@ -26,7 +26,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -42,7 +41,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.unit.test_packaging import build_wheel
 
 from .client import Client
-from .servers import HOST, POLL_INTERVAL, READY_TIMEOUT, DaphneServer, ServerDied, http_get, is_problem, log_records
+from .servers import HOST, READY_TIMEOUT, DaphneServer, is_problem, log_records
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # a virtualenv and a project to build first
 
@@ -145,6 +144,8 @@ class Site:
 class FreshServer(DaphneServer):
     """The fresh project served by the guide's command (`uvicorn` or `daphne`) from its virtualenv."""
 
+    READY_PATH = "/admin/login/"  # the project's plain Django, through the app's router (it has no /healthz)
+
     def __init__(self, site: Site, kind: str, log_path: Path) -> None:
         super().__init__(site.env, log_path, name=kind)
         self.kind = kind
@@ -155,24 +156,6 @@ class FreshServer(DaphneServer):
     def command(self) -> list[str]:
         bind = ["-b", HOST, "-p"] if self.kind == "daphne" else ["--host", HOST, "--port"]
         return [*self.argv, *bind, str(self.port)]
-
-    async def wait_ready(self, timeout: float = READY_TIMEOUT) -> FreshServer:
-        """Poll the admin's login page (the project's plain Django, through the app's router) until 200."""
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerDied(f"{self.name} exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
-            try:
-                status, body = await http_get(HOST, self.port, "/admin/login/", timeout=2.0)
-            except OSError as exc:
-                last = repr(exc)
-            else:
-                if status == 200:
-                    return self
-                last = f"{status} {body[:300]!r}"
-            await asyncio.sleep(POLL_INTERVAL)
-        raise ServerDied(f"{self.name} not ready after {timeout} s (last: {last}):\n{self.log_text()[-4000:]}")
 
     def unexpected_problems(self) -> list[str]:
         """Log records of unhandled errors, but for the receiver that fails on purpose."""

@@ -11,6 +11,8 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from realtime.asgi import websocket_application
+from realtime.engine.memory import MemoryEngine
+from realtime.engine.redis import RedisEngine
 from tests.conftest import make_tokens, override_realtime
 
 RECEIVE_TIMEOUT = 5  # generous: a limit on waiting for an event, never a measurement
@@ -167,3 +169,15 @@ def engine(request):
     """Run the test on the in-memory engine and again on Redis (engine and channel layer)."""
     with engine_backend(request) as kind:
         yield kind
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def bare_engine(request):
+    """An engine of its own, without sockets: the memory one, or Redis under this test's prefix."""
+    if request.param == "memory":
+        yield MemoryEngine()
+        return
+    engine = RedisEngine(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
+    yield engine
+    await engine.close()
+

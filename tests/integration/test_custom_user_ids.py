@@ -21,8 +21,6 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from realtime.admin import MembershipInline, RoomAdmin
-from realtime.engine.memory import MemoryEngine
-from realtime.engine.redis import RedisEngine
 from realtime.http.token_views import TokenObtainSerializer
 from realtime.models import Connection, Room
 from realtime.publish import publish
@@ -160,17 +158,6 @@ async def test_the_connection_limit_counts_per_user(backend, keyed, connect):
     access, _ = await sync_to_async(make_tokens)(ann_user)
     await (await connect(token=access)).expect_disconnect(4529)
     assert (await open_as(connect, bob_user)).welcome["user"] == entry(bob_user)
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def bare_engine(request):
-    """An engine of its own, without sockets: the memory one, or Redis under this test's prefix."""
-    if request.param == "memory":
-        yield MemoryEngine()
-        return
-    engine = RedisEngine(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
-    yield engine
-    await engine.close()
 
 
 async def test_presence_tells_apart_integer_ids_past_the_precision_of_a_double(bare_engine):

@@ -12,7 +12,6 @@ import pytest
 import redis
 
 from realtime.core.frames import PRESENCE_EVENT, publication_event, publication_parts
-from realtime.engine.memory import MemoryEngine
 from realtime.engine.redis import RedisEngine
 
 pytestmark = pytest.mark.integration
@@ -41,14 +40,10 @@ class Heard:
                 await self.changed.wait()
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def engine(request):
-    if request.param == "memory":
-        yield MemoryEngine()
-        return
-    engine = RedisEngine(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
-    yield engine
-    await engine.close()
+@pytest.fixture
+def engine(bare_engine):
+    """This file drives an engine directly, without sockets (both backends)."""
+    return bare_engine
 
 
 async def publish(engine, channel, data):

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from realtime.models import Room
 from realtime.namespaces import namespaces
 from realtime.support.conf import DEFAULT_NAMESPACES
+from tests import rules as bad_rules
 from tests.conftest import override_realtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -120,31 +121,10 @@ async def test_a_plain_rule_that_returns_an_awaitable_grants_nothing(login):
     assert [rule for rule, *_ in CALLS] == ["subscribe"]
 
 
-class RuleClass:
-    def __init__(self, user, name):
-        pass
-
-
-def generator_rule(user, name):
-    yield True
-
-
-async def async_generator_rule(user, name):
-    yield True
-
-
-class CallableRule:
-    def __call__(self, user, name):
-        return True
-
-
-callable_rule = CallableRule()
-
-
-@pytest.mark.parametrize("rule", ["RuleClass", "generator_rule", "async_generator_rule", "callable_rule"])
+@pytest.mark.parametrize("rule", bad_rules.NOT_FUNCTIONS)
 def test_a_rule_that_is_not_a_function_is_refused_naming_it(rule):
     # (`manage.py check` and the server's start report it as realtime.E003: tests/unit/test_checks.py)
-    path = f"{__name__}.{rule}"
+    path = f"{bad_rules.__name__}.{rule}"
     with override_realtime({"NAMESPACES": {"public": {"subscribe": path}}}):
         with pytest.raises(
             ImproperlyConfigured,

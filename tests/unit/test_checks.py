@@ -19,6 +19,7 @@ from django.test import override_settings
 
 from realtime.asgi import realtime_application
 from realtime.support.conf import load, problems
+from tests import rules as bad_rules
 from tests.conftest import override_realtime
 
 pytestmark = pytest.mark.unit
@@ -105,35 +106,6 @@ def test_problems_reports_every_mistake_at_once():
     assert len(found) == 4, found
 
 
-def one_argument(user):
-    return True
-
-
-def keyword_name(user, *, name):
-    return True
-
-
-class RuleClass:
-    def __init__(self, user, name):
-        pass
-
-
-def generator_rule(user, name):
-    yield True
-
-
-async def async_generator_rule(user, name):
-    yield True
-
-
-class CallableRule:
-    def __call__(self, user, name):
-        return True
-
-
-callable_rule = CallableRule()
-
-
 def sync_rule(user, name):
     return True
 
@@ -148,12 +120,12 @@ async def async_rule(user, name):
         ("no_such_module.rule", "cannot import"),
         ("realtime.namespaces.no_such_rule", "cannot import"),
         ("realtime.namespaces.CHANNEL_RE", "is not callable"),
-        (f"{__name__}.RuleClass", "is not a function"),
-        (f"{__name__}.generator_rule", "is not a function"),
-        (f"{__name__}.async_generator_rule", "is not a function"),
-        (f"{__name__}.callable_rule", "is not a function"),
-        (f"{__name__}.one_argument", "does not take (user, name)"),
-        (f"{__name__}.keyword_name", "does not take (user, name)"),
+        (f"{bad_rules.__name__}.RuleClass", "is not a function"),
+        (f"{bad_rules.__name__}.generator_rule", "is not a function"),
+        (f"{bad_rules.__name__}.async_generator_rule", "is not a function"),
+        (f"{bad_rules.__name__}.callable_rule", "is not a function"),
+        (f"{bad_rules.__name__}.one_argument", "does not take (user, name)"),
+        (f"{bad_rules.__name__}.keyword_name", "does not take (user, name)"),
     ],
 )
 def test_e003_a_rule_path_that_does_not_import_or_is_not_a_rule(path, says):
