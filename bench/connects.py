@@ -11,8 +11,9 @@ background). The sockets stay open until all are in, then close. It prints
 connects per second, the p50/p95 connect-to-`welcome` latency, and the session
 rows recorded once the server has stopped.
 
-The channel layer is the in-memory one unless `--redis-url` is given. Everything
-is bounded: `--timeout` for the whole run, 127.0.0.1 only.
+The server's engine (connection slots, session records, control events) is the
+embedded in-memory one unless `--redis-url` is given. Everything is bounded:
+`--timeout` for the whole run, 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=500, help="sockets to open (1-5000)")
     parser.add_argument("--concurrency", type=int, default=50, help="handshakes in flight at once (1-500)")
     parser.add_argument("--per-user", type=int, default=10, help="sockets per user (<= MAX_CONNECTIONS_PER_USER)")
-    parser.add_argument("--redis-url", default="", help="use channels-redis on this Redis (127.0.0.1 only)")
+    parser.add_argument("--redis-url", default="", help="the server's REDIS_URL (127.0.0.1 only)")
     parser.add_argument("--timeout", type=float, default=120.0, help="bound on the whole run, in seconds")
     args = parser.parse_args(argv)
     if not 1 <= args.connections <= 5000:
@@ -120,7 +121,7 @@ async def run(args: argparse.Namespace, env: dict[str, str], tokens: list[str], 
     finally:
         await server.aterminate()
     print(f"connections: {args.connections}, concurrency: {args.concurrency}, per user: {args.per_user}")
-    print(f"channel layer: {'redis' if args.redis_url else 'in-memory'}, database: SQLite (temporary file)")
+    print(f"engine: {'redis' if args.redis_url else 'in-memory'}, database: SQLite (temporary file)")
     print(f"welcomed: {len(clients)}, failed: {len(errors)}, in {elapsed:.2f} s")
     print(f"connects/s: {len(clients) / elapsed:.0f}")
     if latencies:

@@ -2,11 +2,10 @@
 
     .venv/bin/python bench/fanout.py --subscribers 100 --messages 2000 --window 50
 
-For each channel-layer setup (`--layers`, default all three):
+For each engine (`--engines`, default both):
 
-- `memory`: no REDIS_URL: the in-memory channel layer and the memory engine;
-- `core`: REDIS_URL set, channels-redis's list-based layer (CHANNEL_LAYER_FLAVOUR=core);
-- `pubsub`: REDIS_URL set, channels-redis's pub/sub layer (CHANNEL_LAYER_FLAVOUR=pubsub);
+- `memory`: no REDIS_URL: the embedded in-memory engine;
+- `redis`: REDIS_URL set: the engine on Redis (history, fan-out, control events);
 
 it starts one daphne process on 127.0.0.1 with a temporary, migrated SQLite
 database (like bench/connects.py), opens `--subscribers` sockets (spread over
@@ -22,8 +21,8 @@ violation (a gap, a duplicate, a subscription ended by the server) is printed an
 makes the exit status 1: it would be a bug, or a limit the run went over.
 
 Redis: `--redis-url`, else `REDIS_URL`, else a private `redis-server` started for
-the run (as scripts/runtests.py does); without any, the Redis layers are skipped.
-Everything is bounded (`--timeout` per layer, `--idle` without progress) and on
+the run (as scripts/runtests.py does); without any, `redis` is skipped.
+Everything is bounded (`--timeout` per engine, `--idle` without progress) and on
 127.0.0.1 only. The clients run in this one Python process, on the same machine as
 the server: the figures are a floor to compare changes, not a capacity plan.
 """
@@ -56,7 +55,7 @@ from tests.e2e.servers import DaphneServer, server_env  # noqa: E402
 
 CHANNEL = "public:fanout"
 PING, PONG = {"type": "ping"}, {"type": "pong"}
-LAYERS = ("memory", "core", "pubsub")
+ENGINES = ("memory", "redis")
 # Creates the users and prints one JSON list of access tokens, as bench/connects.py does.
 MINT = """
 import json
@@ -78,9 +77,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=2000, help="publications (1-100000)")
     parser.add_argument("--window", type=int, default=50, help="publications in flight (1-1000)")
     parser.add_argument("--per-user", type=int, default=10, help="sockets per user (<= MAX_CONNECTIONS_PER_USER)")
-    parser.add_argument("--layers", default=",".join(LAYERS), help=f"comma-separated, of {', '.join(LAYERS)}")
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of {', '.join(ENGINES)}")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", ""), help="a Redis on 127.0.0.1")
-    parser.add_argument("--timeout", type=float, default=180.0, help="bound on one layer's run, in seconds")
+    parser.add_argument("--timeout", type=float, default=180.0, help="bound on one engine's run, in seconds")
     parser.add_argument("--idle", type=float, default=15.0, help="give up after this long without a delivery")
     args = parser.parse_args(argv)
     if not 1 <= args.subscribers <= 1000:
@@ -91,9 +90,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--window must be 1-1000")
     if not 1 <= args.per_user <= 20:
         parser.error("--per-user must be 1-20 (the default MAX_CONNECTIONS_PER_USER)")
-    args.layers = [layer.strip() for layer in args.layers.split(",") if layer.strip()]
-    if not args.layers or set(args.layers) - set(LAYERS):
-        parser.error(f"--layers must name some of {', '.join(LAYERS)}")
+    args.engines = list(dict.fromkeys(engine.strip() for engine in args.engines.split(",") if engine.strip()))
+    if not args.engines or set(args.engines) - set(ENGINES):
+        parser.error(f"--engines must name some of {', '.join(ENGINES)}")
     if args.redis_url and not args.redis_url.startswith(("redis://127.0.0.1", "redis://localhost")):
         parser.error("--redis-url must point at 127.0.0.1")
     return args
@@ -194,11 +193,11 @@ async def publish_all(client: Client, count: int, window: int) -> tuple[float, f
     return first, last_reply, problems
 
 
-async def run_layer(
-    layer: str, args: argparse.Namespace, env: dict[str, str], tokens: list[str], log: Path
+async def run_engine(
+    engine: str, args: argparse.Namespace, env: dict[str, str], tokens: list[str], log: Path
 ) -> dict[str, object]:
-    """One daphne with this layer: subscribe, publish, wait for the deliveries; returns the figures."""
-    server = DaphneServer(env, log, name=f"fanout-{layer}", args=("-v", "1")).start()
+    """One daphne on this engine: subscribe, publish, wait for the deliveries; returns the figures."""
+    server = DaphneServer(env, log, name=f"fanout-{engine}", args=("-v", "1")).start()
     clients: list[Client] = []
     readers: list[asyncio.Task] = []
     try:
@@ -236,7 +235,7 @@ async def run_layer(
         delivered = sum(sub.received for sub in subs)
         span = max(last_delivery - first, 1e-9)
         return {
-            "layer": layer,
+            "engine": engine,
             "publish_rate": args.messages / max(last_reply - first, 1e-9),
             "delivery_rate": delivered / span,
             "span": span,
@@ -253,12 +252,11 @@ async def run_layer(
         await server.aterminate()
 
 
-def layer_env(layer: str, base: dict[str, str], redis_url: str) -> dict[str, str]:
-    """The server environment of one layer setup."""
+def engine_env(engine: str, base: dict[str, str], redis_url: str) -> dict[str, str]:
+    """The server environment on one engine."""
     env = dict(base)
-    env["REDIS_URL"] = "" if layer == "memory" else redis_url
+    env["REDIS_URL"] = "" if engine == "memory" else redis_url
     env["REDIS_PREFIX"] = f"bench-fanout-{secrets.token_hex(4)}"
-    env["CHANNEL_LAYER_FLAVOUR"] = "pubsub" if layer == "pubsub" else "core"
     return env
 
 
@@ -269,33 +267,33 @@ def print_table(args: argparse.Namespace, results: list[dict[str, object]]) -> N
         f"subscribers: {args.subscribers}, messages: {args.messages}, window: {args.window}, per user: {args.per_user}"
     )
     print(
-        "| layer | publications/s | deliveries/s | first publish -> last delivery | delivered | violations "
+        "| engine | publications/s | deliveries/s | first publish -> last delivery | delivered | violations "
         "| server CPU | client CPU |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for result in results:
         print(
-            f"| {result['layer']} | {result['publish_rate']:.0f} | {result['delivery_rate']:.0f} | "
+            f"| {result['engine']} | {result['publish_rate']:.0f} | {result['delivery_rate']:.0f} | "
             f"{result['span']:.2f} s | {result['delivered']} / {args.subscribers * args.messages} | "
             f"{len(result['violations'])} | {result['server_cpu']:.0%} | {result['client_cpu']:.0%} |"
         )
     for result in results:
         for violation in result["violations"][:10]:
-            print(f"  {result['layer']}: {violation}")
+            print(f"  {result['engine']}: {violation}")
         for problem in result["server_problems"][:3]:
-            print(f"  {result['layer']}: the server logged: {problem[:500]}")
+            print(f"  {result['engine']}: the server logged: {problem[:500]}")
 
 
 def main(argv: list[str]) -> int:
-    """Set up a database, users and Redis; run each layer within its time bound; print the table."""
+    """Set up a database, users and Redis; run each engine within its time bound; print the table."""
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rt-fanout-") as workdir:
         private = None
         redis_url = args.redis_url if args.redis_url and redis_answers(args.redis_url) else ""
-        if not redis_url and set(args.layers) & {"core", "pubsub"}:
+        if not redis_url and "redis" in args.engines:
             if find_redis_server() is None:
-                print("no Redis (set --redis-url or install redis-server): skipping the Redis layers")
-                args.layers = [layer for layer in args.layers if layer == "memory"]
+                print("no Redis (set --redis-url or install redis-server): skipping the Redis engine")
+                args.engines = [engine for engine in args.engines if engine == "memory"]
             else:
                 private, redis_url = start_private_redis(workdir)
                 print(f"using a private redis-server at {redis_url}")
@@ -317,17 +315,17 @@ def main(argv: list[str]) -> int:
             users = math.ceil(args.subscribers / args.per_user) + 1  # the last one publishes
             tokens = json.loads(manage(base, "shell", "-c", MINT.replace("{users}", str(users))).splitlines()[-1])
             results = []
-            for layer in args.layers:
-                env = layer_env(layer, base, redis_url)
-                log = Path(workdir) / f"server-{layer}.log"
-                print(f"{layer}: running ...", flush=True)
+            for engine in args.engines:
+                env = engine_env(engine, base, redis_url)
+                log = Path(workdir) / f"server-{engine}.log"
+                print(f"{engine}: running ...", flush=True)
                 try:
-                    result = asyncio.run(asyncio.wait_for(run_layer(layer, args, env, tokens, log), args.timeout))
+                    result = asyncio.run(asyncio.wait_for(run_engine(engine, args, env, tokens, log), args.timeout))
                 except TimeoutError:
-                    print(f"{layer}: gave up after {args.timeout} s", file=sys.stderr)
+                    print(f"{engine}: gave up after {args.timeout} s", file=sys.stderr)
                     return 2
                 finally:
-                    if redis_url and layer != "memory":
+                    if redis_url and engine != "memory":
                         cleanup_redis(redis_url, env["REDIS_PREFIX"])
                 results.append(result)
             print_table(args, results)

@@ -2,7 +2,7 @@
 
     make bench                                   # = .venv/bin/python bench/run.py, full sizes
     .venv/bin/python bench/run.py --quick        # a small smoke run (a minute or so)
-    .venv/bin/python bench/run.py --scenarios 1,3 --server daphne,uvicorn --layer core,pubsub
+    .venv/bin/python bench/run.py --scenarios 1,3 --server daphne,uvicorn --engine redis,memory
 
 It starts Redis if needed (REDIS_URL when it answers, else a private redis-server), makes a
 temporary SQLite database with users and their access tokens, then for each scenario and
@@ -72,7 +72,7 @@ FULL = {
     "stall": 5.0,  # a publication not delivered within this long frees its window slot (counted)
     "idle_connections": 5000,
     "settle": 3.0,
-    "storm_clients": 2000,
+    "storm_clients": 5000,
     "storm_before": 5,
     "storm_during": 10,
     "storm_timeout": 90.0,
@@ -124,7 +124,7 @@ users = User.objects.filter(username__startswith="bench").order_by("id")
 print(json.dumps([[user.id, str(AccessToken.for_user(user))] for user in users]))
 """
 # Scenario 5's publisher: a Django process on the server's settings that publishes server side
-# (history in Redis, then the channel layer), so that publications happen while the server is dead.
+# (history in Redis, then the fan-out), so that publications happen while the server is dead.
 PUBLISHER = """
 import json, sys, time
 from realtime.pubsub.publishing import publish_sync
@@ -147,7 +147,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scenarios", default="1,2,3,4,5", help="comma-separated scenario numbers (default all)")
     parser.add_argument("--targets", default="ours,baseline,socketio", help="of ours, baseline, socketio")
     parser.add_argument("--server", default="daphne", help="ours under daphne and/or uvicorn (comma-separated)")
-    parser.add_argument("--layer", default="core", help="ours on the core, pubsub and/or memory layer")
+    parser.add_argument(
+        "--engine", default="redis",
+        help="ours on Redis and/or on the embedded in-memory engine (no REDIS_URL), comma-separated",
+    )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=None, help="bound on one scenario, s (300; quick 60)")
     parser.add_argument("--workers", type=int, default=2, help="load processes (1-4; the machine has 2 cores)")
     parser.add_argument("--per-user", type=int, default=10, help="sockets per user (<= MAX_CONNECTIONS_PER_USER)")
@@ -178,7 +181,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not args.scenarios or set(args.scenarios) - set(SCENARIOS):
         parser.error(f"--scenarios must name some of {', '.join(map(str, SCENARIOS))}")
     for option, allowed in (("targets", {"ours", "baseline", "socketio"}), ("server", {"daphne", "uvicorn"}),
-                            ("layer", {"core", "pubsub", "memory"})):  # fmt: skip
+                            ("engine", {"redis", "memory"})):  # fmt: skip
         values = [v.strip() for v in getattr(args, option).split(",") if v.strip()]
         if not values or set(values) - allowed:
             parser.error(f"--{option} must name some of {', '.join(sorted(allowed))}")
@@ -347,11 +350,11 @@ def targets_of(args: argparse.Namespace, has_redis: bool) -> tuple[list[Target],
     for kind in args.targets:
         if kind == "ours":
             for server in args.server:
-                for layer in args.layer:
-                    if layer != "memory" and not has_redis:
-                        notes.append(f"ours on the {layer} layer: skipped, no Redis")
+                for engine in args.engine:
+                    if engine == "redis" and not has_redis:
+                        notes.append(f"ours-{server}-redis: skipped, no Redis")
                         continue
-                    targets.append(Target("ours", server, layer))
+                    targets.append(Target("ours", server, engine))
         elif kind == "baseline":
             targets.append(Target("baseline", "daphne", "core" if has_redis else "memory"))
         else:
@@ -372,7 +375,7 @@ def applies(target: Target, scenario: int) -> str:
     """Why `scenario` does not apply to `target` ("" when it does)."""
     if scenario == 5 and target.kind != "ours":
         return "no session resume"
-    if scenario == 5 and target.layer == "memory":
+    if scenario == 5 and target.backend == "memory":
         return "needs Redis (the in-memory engine dies with the process)"
     return ""
 
@@ -415,7 +418,7 @@ class Bench:
                 self.redis_pid = int(redis.Redis.from_url(url).info("server")["process_id"])
             self.show.line(f"Redis: {url}")
         elif find_redis_server() is None:
-            self.show.line("Redis: none (install redis-server or set REDIS_URL): only the in-memory layers run")
+            self.show.line("Redis: none (install redis-server or set REDIS_URL): only the in-memory setups run")
         else:
             self.redis_proc, self.redis_url = start_private_redis(str(self.workdir))
             self.redis_pid = self.redis_proc.pid
@@ -508,7 +511,7 @@ class Bench:
             self.show.line(note)
         document["notes"] += notes
         document["targets"] = [{"key": t.key, "label": t.label, "kind": t.kind, "server": t.server,
-                                "layer": t.layer} for t in targets]  # fmt: skip
+                                "backend": t.backend} for t in targets]  # fmt: skip
         if self.redis_url:
             with contextlib.suppress(redis.RedisError):
                 document["machine"]["redis"] = redis.Redis.from_url(self.redis_url).info("server")["redis_version"]

@@ -3,11 +3,15 @@
 One process each, on 127.0.0.1, on a free port (the same one again after a kill, for the
 reconnect storm), its log in the run's log folder:
 
-| kind | command (cwd) | channel layer |
+| kind | command (cwd) | backend |
 |---|---|---|
-| `ours` | `python -m daphne project.asgi:application` or `python -m project.serve` (root) | core, pubsub or memory |
+| `ours` | `python -m daphne project.asgi:application` or `python -m project.serve` (root) | redis or memory |
 | `baseline` | `python -m daphne baseline.asgi:application` (bench/) | channels-redis core |
 | `socketio` | `python -m uvicorn peers.socketio_app:app` (bench/) | python-socketio's AsyncRedisManager |
+
+Ours has no channel layer: `redis` is its engine on Redis (REDIS_URL set), `memory` the embedded
+in-memory engine (no REDIS_URL). Without Redis the baseline runs on Channels' in-memory layer
+and python-socketio on its in-process manager (backend `memory`).
 
 `BenchServer` is the end-to-end harness's `DaphneServer` (tests/e2e/servers.py: readiness on
 `GET /healthz`, SIGTERM then SIGKILL, die-with-parent, log scanning) with another command line.
@@ -45,20 +49,21 @@ class Target:
 
     kind: str  # ours | baseline | socketio
     server: str  # daphne | uvicorn
-    layer: str  # core | pubsub | memory | redis-manager
+    backend: str  # ours: redis | memory; baseline: core | memory; socketio: redis-manager | memory
 
     @property
     def key(self) -> str:
-        return self.kind if self.kind != "ours" else f"ours-{self.server}-{self.layer}"
+        return self.kind if self.kind != "ours" else f"ours-{self.server}-{self.backend}"
 
     @property
     def label(self) -> str:
         if self.kind == "baseline":
-            return "plain Channels (JSON consumer + group_send, core layer, daphne)"
+            layer = "in-memory layer" if self.backend == "memory" else "channels-redis core layer"
+            return f"plain Channels (JSON consumer + group_send, {layer}, daphne)"
         if self.kind == "socketio":
             return "python-socketio + Redis manager, uvicorn"
-        layer = {"core": "core layer", "pubsub": "pub/sub layer", "memory": "in-memory layer"}[self.layer]
-        return f"this project, {self.server}, {layer}"
+        backend = {"redis": "Redis", "memory": "in-memory engine"}[self.backend]
+        return f"this project, {self.server}, {backend}"
 
 
 def missing_modules(target: Target) -> list[str]:
@@ -109,7 +114,7 @@ def target_env(
     target: Target, *, database_url: str, redis_url: str, prefix: str, secret: str
 ) -> dict[str, str]:
     """The environment of one server process of `target`."""
-    redis = "" if target.layer == "memory" else redis_url
+    redis = "" if target.backend == "memory" else redis_url
     extra: dict[str, object] = {"JWT_ACCESS_SECONDS": TOKEN_SECONDS}
     if target.kind == "ours":
         extra.update(
@@ -124,7 +129,6 @@ def target_env(
                 # users one after another, 10 sockets each (the bucket is still taken from, never empty).
                 "REALTIME_CONNECT_BURST": 100000,
                 "REALTIME_NAMESPACES": json.dumps(NAMESPACES),
-                "CHANNEL_LAYER_FLAVOUR": "pubsub" if target.layer == "pubsub" else "core",
             }
         )
     else:

@@ -173,11 +173,9 @@ if not DEBUG:
 REALTIME: dict = {
     key: value
     for key, value in {
-        # Redis: history, presence, fan-out, session state, the app's channel layer, login counts.
+        # Redis: history, presence, fan-out, session state, control events, login counts.
         "REDIS_URL": env.str("REDIS_URL", default=""),
         "REDIS_PREFIX": env.str("REDIS_PREFIX", default=None),
-        "CHANNEL_LAYER_FLAVOUR": env.str("CHANNEL_LAYER_FLAVOUR", default=None),
-        "CHANNEL_LAYER_CAPACITY": env.int("CHANNEL_LAYER_CAPACITY", default=None),
         # Login throttling: failed logins per username and per address over LOGIN_WINDOW seconds, then
         # 429 with Retry-After; LOGIN_CONCURRENCY password checks at once per process.
         "LOGIN_FAILURES_PER_USER": env.int("LOGIN_FAILURES_PER_USER", default=None),

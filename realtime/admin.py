@@ -254,7 +254,7 @@ class ConnectionAdmin(RecordAdmin):
         self.tell(request, queryset, CloseCode.FORCE_RECONNECT)
 
     def tell(self, request: HttpRequest, queryset: QuerySet[Connection], code: CloseCode) -> int:
-        """Send the `rt.disconnect` control event to the open rows' consumers; report; return how many."""
+        """Send a disconnect control event to the open rows' sockets; report; return how many."""
         rows = list(queryset.order_by().values_list("channel_name", "closed_at"))
         channels = [name for name, closed_at in rows if closed_at is None and name]
         closed = sum(1 for _, closed_at in rows if closed_at is not None)
@@ -262,17 +262,17 @@ class ConnectionAdmin(RecordAdmin):
         label = close_code_label(code)
         try:
             told = disconnect_channels_sync(channels, code) if channels else 0
-        except Exception as exc:  # the channel layer (Redis) is down: say so rather than a 500
+        except Exception as exc:  # the engine (Redis) is down: say so rather than a 500
             logger.exception("admin %s: could not send %s to %d socket(s)", request.user, label, len(channels))
             self.message_user(
-                request, f"Could not reach the channel layer ({type(exc).__name__}); nobody was told.", messages.ERROR
+                request, f"Could not send the control event ({type(exc).__name__}); nobody was told.", messages.ERROR
             )
             return 0
         parts = [f"Told {told} open connection(s) to close with {label}."]
         if closed:
             parts.append(f"{closed} selected connection(s) were already closed.")
         if unreachable:
-            parts.append(f"{unreachable} open connection(s) have no channel name and could not be told.")
+            parts.append(f"{unreachable} open connection(s) have no address and could not be told.")
         self.message_user(request, " ".join(parts), messages.SUCCESS if told else messages.WARNING)
         return told
 

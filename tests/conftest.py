@@ -117,7 +117,7 @@ def realtime_node():
 
 @pytest.fixture
 def redis_layer(redis_url, redis_prefix):
-    """Run the test with Redis for the app (engine and channel layer) under this test's prefix."""
+    """Run the test with Redis for the app under this test's prefix."""
     with override_realtime(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix):
         yield redis_url
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
+from rest_framework_simplejwt import settings as jwt_settings  # the module: SIMPLE_JWT changes rebind api_settings
 
 from realtime.auth import tokens
 from realtime.auth.tokens import (
@@ -37,6 +38,7 @@ from realtime.auth.tokens import (
     user_id_of,
     validate_access_token,
 )
+from realtime.core.users import user_key
 from realtime.engine import get_engine
 from realtime.models import issued_before, unix_microseconds
 from realtime.support.conf import realtime_settings
@@ -78,11 +80,6 @@ class UserCache:
 def user_cache() -> UserCache:
     """This process's cache (a part of its Node)."""
     return current().part(UserCache)
-
-
-def user_key(user_id: Any) -> str:
-    """How the engine and the cache name a user: the token's user id claim, as text."""
-    return str(user_id)
 
 
 async def socket_user(token: Token) -> AbstractBaseUser:
@@ -128,5 +125,24 @@ async def _from_database(user_id: Any, token: Token) -> AbstractBaseUser:
 
 async def authenticate_token(raw: str) -> Authenticated:
     """The socket's pipeline on a raw access token (handshake, `auth`, `refresh`), never blocking the loop."""
+    checked_us = time.time_ns() // 1000
     token = validate_access_token(raw)
-    return Authenticated.from_token(await socket_user(token), token)
+    return replace(Authenticated.from_token(await socket_user(token), token), checked_us=checked_us)
+
+
+async def revoked_since(user: AbstractBaseUser, since_us: int) -> bool:
+    """Whether the engine recorded a revocation of `user` after `since_us` (Unix microseconds).
+
+    For a socket that may have missed its control event: a credential checked before a later
+    revocation is revoked. Without engine records (USER_CACHE_SECONDS 0) the database says.
+    """
+    user_id = getattr(user, jwt_settings.api_settings.USER_ID_FIELD)
+    if realtime_settings.USER_CACHE_SECONDS > 0:
+        return await get_engine().revoked_at(user_key(user_id)) > since_us
+    try:
+        now = await database_sync_to_async(tokens.load_user)(user_id)
+    except InvalidCredentials:  # deleted
+        return True
+    state = getattr(now, "realtime_credentials", None)
+    revoked = state.revoked_at if state is not None else None
+    return not now.is_active or (revoked is not None and unix_microseconds(revoked) > since_us)

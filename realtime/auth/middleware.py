@@ -29,6 +29,7 @@ or without an ``Origin``: a page has to hold the token to send it.
 
 from __future__ import annotations
 
+import time
 from importlib import import_module
 from typing import Any, Literal, TypedDict
 from urllib.parse import parse_qs, urlparse
@@ -63,6 +64,7 @@ class ScopeAuth(TypedDict):
     method: Method | None
     expires_at: int | None
     error: Error | None
+    checked_us: int  # when the check began (Unix microseconds; 0 without credentials)
 
 
 class JWTAuthMiddleware(BaseMiddleware):
@@ -74,14 +76,16 @@ class JWTAuthMiddleware(BaseMiddleware):
     """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        """Refuse a handshake for a host not in ALLOWED_HOSTS; authenticate into a copy of the scope."""
+        """Refuse a handshake for a host not in ALLOWED_HOSTS; authenticate into the scope.
+
+        Into the scope itself, not a copy (as BaseMiddleware would): `SocketSessionMiddleware` above
+        it made the copy, and each copy stays alive as long as its socket (a frame holds it)."""
         if scope["type"] != "websocket":
             raise ValueError("JWTAuthMiddleware only handles WebSocket connections.")
         if request_host(scope) is None:
             # As Django refuses an HTTP request for another host (DNS rebinding, cache poisoning):
             # closed before accept, which the server answers with HTTP 403.
             return await WebsocketDenier()(scope, receive, send)
-        scope = dict(scope)
         scope["user"], scope["auth"] = await self.authenticate(scope)
         return await self.inner(scope, receive, send)
 
@@ -106,6 +110,7 @@ class JWTAuthMiddleware(BaseMiddleware):
                 return AnonymousUser(), _auth(method, error="unavailable")
             return result.user, _auth(method, result)
         if scope.get("session") is not None and self.cookie_allowed(scope):
+            checked_us = time.time_ns() // 1000
             try:
                 user, expires_at = await session_user(scope["session"])
             except DatabaseError:
@@ -113,7 +118,7 @@ class JWTAuthMiddleware(BaseMiddleware):
             if user.is_authenticated:
                 # The socket lives as long as the session: until it expires, or its logout or deletion.
                 scope["django_session"] = DjangoSession(key=scope["session"].session_key, expires_at=expires_at)
-                return user, _auth("cookie", Authenticated(user=user, expires_at=None))
+                return user, _auth("cookie", Authenticated(user=user, expires_at=None, checked_us=checked_us))
         return AnonymousUser(), _auth(None)
 
     def header_token(self, scope: dict[str, Any]) -> str | None:
@@ -223,8 +228,9 @@ def JWTAuthMiddlewareStack(inner: Any) -> Any:
 
 
 def _auth(method: Method | None, result: Authenticated | None = None, error: Error | None = None) -> ScopeAuth:
-    expires_at = result.expires_at if result is not None else None
-    return ScopeAuth(method=method, expires_at=expires_at, error=error)
+    if result is None:
+        return ScopeAuth(method=method, expires_at=None, error=error, checked_us=0)
+    return ScopeAuth(method=method, expires_at=result.expires_at, error=error, checked_us=result.checked_us)
 
 
 def _header_name() -> bytes:

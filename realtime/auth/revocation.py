@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework_simplejwt import settings as jwt_settings
 
-from realtime.auth.cache import user_key
+from realtime.core.users import user_key
 from realtime.engine import get_engine
 from realtime.models import CredentialState, unix_microseconds
 from realtime.signals import REASONS, credentials_revoked

@@ -60,6 +60,7 @@ class Authenticated:
     user: AbstractBaseUser
     expires_at: int | None
     issued_at: int | None = None
+    checked_us: int = 0  # when the check began (Unix microseconds): a later revocation is not in it
 
     @classmethod
     def from_token(cls, user: AbstractBaseUser, token: Token) -> Authenticated:
@@ -161,5 +162,3 @@ def issued_at_us(token: Token) -> int | None:
     value = token.get(ISSUED_AT_US_CLAIM)
     # bool is an int too; anything else malformed counts as absent (the stricter reading).
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-

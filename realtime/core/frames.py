@@ -49,9 +49,20 @@ def splice_position(head: str, epoch: str, offset: int, tail: str) -> str:
 # What a process hears on a channel (the engine sends it; `realtime.pubsub.hub` reads it):
 #   m<epoch> <offset> <ts> <message frame>     a publication, its `message` frame serialised once
 #   p<JSON {"joined": [...], "left": [...]}>   users joined or left (presence)
+#   c<JSON {"do": ..., ...}>                     a control event (on CONTROL_TOPIC only: realtime.sessions.control)
 
 PUBLICATION_EVENT = "m"
 PRESENCE_EVENT = "p"
+CONTROL_EVENT = "c"
+# The one topic of control events (revocations, admin actions, room removals, session takeovers): every
+# process hears it once per event loop. Not a channel name (CHANNEL_RE has no "!"), so no client can
+# subscribe to it or publish on it, and the delivery check leaves it alone.
+CONTROL_TOPIC = "!control"
+
+
+def control_event(event: dict) -> str:
+    """The fan-out text of a control event."""
+    return CONTROL_EVENT + json.dumps(event, separators=(",", ":"))
 
 
 def message_frame(publication_text: str) -> str:

@@ -20,6 +20,11 @@ from typing import Any
 UserId = int | str
 
 
+def user_key(user_id: Any) -> str:
+    """How the server keys a user (the engine's revocation record, control events): `str()` of its id."""
+    return str(user_id)
+
+
 def wire_user_id(pk: Any) -> UserId:
     """The id as the wire shows it: an integer stays an integer, anything else becomes its string.
 

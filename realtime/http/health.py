@@ -1,6 +1,8 @@
-"""`GET /healthz`: does the database answer, does the channel layer answer; and is the socket path full.
+"""`GET /healthz`: does the database answer, do control events reach this process; and is the socket path full.
 
-The status (200 or 503) is the database's and the channel layer's only. The socket path is
+`channel_layer` (the protocol's name for it) is a round trip through the control topic that
+revocations and admin actions travel on (`realtime.pubsub.switchboard`): sent through the engine,
+heard back by this event loop. The status (200 or 503) is the database's and that round trip's only. The socket path is
 "saturated" while the process holds MAX_UNAUTHENTICATED sockets without credentials
 (realtime.socket.admission): new sockets without handshake credentials are refused then (HTTP 403),
 but every client with credentials at the handshake still gets in, the browser client too. An
@@ -18,7 +20,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from realtime.engine.layer import channel_layer
+from realtime.pubsub.switchboard import switchboard
 from realtime.socket.admission import gate
 
 logger = logging.getLogger(__name__)
@@ -33,13 +35,8 @@ def _check_database() -> None:
 
 
 async def _check_channel_layer() -> None:
-    """A round trip through the layer: send to a fresh channel, receive it back."""
-    layer = channel_layer()
-    channel = await layer.new_channel()
-    await layer.send(channel, {"type": "healthz.ping"})
-    message = await layer.receive(channel)
-    if message.get("type") != "healthz.ping":
-        raise RuntimeError("channel layer returned another message")
+    """A round trip through the control topic: sent to every process, heard back by this one."""
+    await switchboard().ping()
 
 
 async def _run(name: str, check) -> tuple[str, str]:
@@ -58,7 +55,7 @@ def _sockets() -> str:
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database and the channel layer answer, else 503 naming what failed; `sockets` informs."""
+    """200 when the database and the control round trip answer, else 503 naming what failed; `sockets` informs."""
     results = dict(
         await asyncio.gather(
             _run("database", sync_to_async(_check_database, thread_sensitive=True)),

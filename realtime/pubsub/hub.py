@@ -13,9 +13,10 @@ nothing follows (a quiet channel's last publication) shows no gap: every DELIVER
 seconds the hub reads the stored position of all its channels in one batch and hands it
 to their subscribers (`Hub.check`).
 
-Presence changes travel the same way (`broadcast`). Control events for one socket or
-one user (revocation, admin actions, room removal) stay on the channel layer
-(`realtime.sessions.control`).
+Presence changes travel the same way (`broadcast`), and so do control events (revocation,
+admin actions, room removal, session takeover): on one topic, `CONTROL_TOPIC`, whose one
+target is the loop's switchboard (`realtime.pubsub.switchboard`). The delivery check leaves
+that topic alone: it has no history.
 
 One `Hub` per event loop (redis-py connections belong to their loop).
 """
@@ -28,7 +29,7 @@ import logging
 from typing import Any, Protocol
 
 from realtime.core import protocol
-from realtime.core.frames import PRESENCE_EVENT, PUBLICATION_EVENT
+from realtime.core.frames import CONTROL_EVENT, CONTROL_TOPIC, PRESENCE_EVENT, PUBLICATION_EVENT
 from realtime.core.limits import utf8_size
 from realtime.engine import Engine, Position, get_engine
 from realtime.engine.base import Listener, PresenceChange
@@ -92,7 +93,8 @@ class Hub:
         if entry is None:
             entry = self.channels[channel] = _Channel()
             entry.ready = asyncio.ensure_future(self.listener.subscribe(channel))
-            self._start_checking()
+            if channel != CONTROL_TOPIC:
+                self._start_checking()
         entry.targets[target] = None
         try:
             # Shielded: one subscriber giving up (its socket closed) must not cancel it for the others.
@@ -146,6 +148,10 @@ class Hub:
             frames += [protocol.encode(protocol.join(channel, user)) for user in change["joined"]]
             for target in list(entry.targets):
                 target.on_presence(channel, frames, len(change["left"]))
+        elif kind == CONTROL_EVENT:
+            control = json.loads(event[1:])
+            for target in list(entry.targets):
+                target.on_control(control)
         else:  # from a newer or older server version: ignore rather than break delivery
             logger.warning("realtime fan-out: unknown event kind %r on %s", kind, channel)
 
@@ -164,7 +170,7 @@ class Hub:
 
     async def _check_periodically(self) -> None:
         """`check()` every DELIVERY_CHECK seconds while this loop serves a channel (then it ends)."""
-        while self.channels:
+        while any(channel != CONTROL_TOPIC for channel in self.channels):
             await asyncio.sleep(realtime_settings.DELIVERY_CHECK)
             # Redis away: one warning per streak; the listener reconnects and its subscribers heal anyway.
             await advisory("delivery check", self.check, self._check_failing)
@@ -179,7 +185,7 @@ class Hub:
         send every busy channel's subscribers to history at each check.) So a lost last publication
         is delivered within two periods.
         """
-        channels = list(self.channels)
+        channels = [channel for channel in self.channels if channel != CONTROL_TOPIC]
         if not channels:
             return
         stored = await self.engine.positions(channels)

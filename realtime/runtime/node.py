@@ -231,21 +231,16 @@ def _next(deadline: float, period: float, now: float) -> float:
 
 
 async def _run(name: str) -> None:
-    """Beat every NODE_HEARTBEAT seconds, clean up every CLEANUP_INTERVAL seconds and renew the live
-    sockets' channel-layer groups every quarter of the layer's group_expiry, until cancelled."""
-    from realtime.engine.layer import channel_layer
-    from realtime.sessions.live import live_row_pks, renew_groups, renewal_period
+    """Beat every NODE_HEARTBEAT seconds and clean up every CLEANUP_INTERVAL seconds, until cancelled."""
+    from realtime.sessions.live import live_row_pks
 
     loop = asyncio.get_running_loop()
     failing: set[str] = set()
-    layer = channel_layer()
-    renewal = renewal_period(layer)
     next_beat = loop.time() + realtime_settings.NODE_HEARTBEAT
     next_cleanup = loop.time() + realtime_settings.CLEANUP_INTERVAL
-    next_renewal = loop.time() + renewal if renewal else float("inf")
     while True:
         # Every period is >= 0.1 s (conf minimums) and deadlines always move forward: no spin.
-        await asyncio.sleep(max(0.0, min(next_beat, next_cleanup, next_renewal) - loop.time()))
+        await asyncio.sleep(max(0.0, min(next_beat, next_cleanup) - loop.time()))
         now = loop.time() + _WAKE_SLACK
         if now >= next_beat:
             await _guarded("beat", _beat, name, live_row_pks(), failing=failing)
@@ -254,9 +249,6 @@ async def _run(name: str) -> None:
         if now >= next_cleanup:
             await _guarded("cleanup", cleanup, failing=failing)
             next_cleanup = _next(next_cleanup, realtime_settings.CLEANUP_INTERVAL, loop.time())
-        if now >= next_renewal:
-            await advisory("group renewal", lambda: renew_groups(layer), failing)
-            next_renewal = _next(next_renewal, renewal, loop.time())
 
 
 async def _start(runner: _Runner) -> None:

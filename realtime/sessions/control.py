@@ -1,90 +1,93 @@
-"""Control messages that reach live sockets on any server process, through the channel layer.
+"""Control events that reach live sockets on any server process, through the engine's fan-out.
 
-Every socket's consumer is in the group `user_group(user_id)` once authenticated,
-and has a channel name stored on its `Connection` row, so a revocation or an
-admin action reaches it wherever it runs. The event is handled by
-`RealtimeConsumer.rt_disconnect`: `disconnect` frame, then close with the code.
+One topic carries them all (`CONTROL_TOPIC`): every process hears every control event once per
+event loop, and its switchboard (`realtime.pubsub.switchboard`) hands each to the sockets it
+names there, by user, by Django session or by socket address. They are rare (a logout, an admin
+action, a room removal, a session resumed elsewhere), so one topic costs nothing, and a connect
+costs no round trip to join anything: no per-socket channel, no group. Each socket has an address
+(`Connection.channel_name`, a session record's owner) that names it on whichever process it runs.
+
+An event is `c` + JSON (`realtime.core.frames`):
+
+    {"do": "disconnect", "user": "<id>" | "session": "<digest>" | "to": [<address>, ...],
+     "code": 4503, "reason": "forbidden", "taken_over": true?}
+    {"do": "end", "user": "<id>", "channel": "<channel>", "reason": "<reason>"}
+    {"do": "ping", "id": "<nonce>"}                      (the health check's round trip)
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from realtime.core.frames import CONTROL_TOPIC, control_event
 from realtime.core.protocol import CloseCode
-from realtime.engine.layer import channel_layer
+from realtime.core.users import user_key
+from realtime.engine import get_engine
 
-DISCONNECT_EVENT = "rt.disconnect"
-CHANNEL_END_EVENT = "rt.channel.end"
-_PLAIN_USER_ID = re.compile(r"[A-Za-z0-9_.-]{1,80}\Z")  # `rt.user.` + this stays a valid group name
+DISCONNECT = "disconnect"
+CHANNEL_END = "end"
+PING = "ping"
 
 
-def user_group(user_id: Any) -> str:
-    """The channel layer group of every socket of one user, named by `str()` of its primary key.
+def django_session_key(session_key: str) -> str:
+    """How a control event names a Django session: by a digest, as a session key is a credential."""
+    return hashlib.sha256(session_key.encode()).hexdigest()[:40]
 
-    `str()` makes a primary key and its text (a UUID and `str(uuid)`, 7 and "7") one group. An
-    id of group-name characters (an integer, a UUID) names it as is, `rt.user.7`; any other (a
-    string key with `@`, or too long: channels takes 1-99 characters of `[A-Za-z0-9_.-]`) by a
-    digest under a prefix that no plain name has, `rt.userh.<sha256>`.
+
+async def send(event: dict[str, Any]) -> None:
+    """Send a control event to every process (raises when the engine cannot take it)."""
+    await get_engine().broadcast(CONTROL_TOPIC, control_event(event))
+
+
+def disconnect_event(code: CloseCode, reason: str | None = None, **target: Any) -> dict[str, Any]:
+    """The control event that makes the sockets `target` names disconnect with `code`.
+
+    Stamped with when it was sent (`at`, Unix microseconds): a socket whose credentials were checked
+    before that and that joins the switchboard just after the event went by is still told.
     """
-    key = str(user_id)
-    if _PLAIN_USER_ID.match(key):
-        return f"rt.user.{key}"
-    return "rt.userh." + hashlib.sha256(key.encode()).hexdigest()[:40]
+    code = CloseCode(code)
+    return {"do": DISCONNECT, **target, "code": int(code), "reason": reason or code.reason, "at": now_us()}
 
 
-def django_session_group(session_key: str) -> str:
-    """The channel layer group of the sockets a Django session authenticated (by its cookie).
-
-    Named by a digest: group names are visible in Redis, and a session key is a credential.
-    """
-    return "rt.session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]
+def now_us() -> int:
+    return time.time_ns() // 1000
 
 
 async def disconnect_django_session(session_key: str) -> None:
     """End the sockets authenticated by this Django session's cookie (a logout, its deletion), everywhere."""
-    await channel_layer().group_send(django_session_group(session_key), disconnect_event(CloseCode.FORBIDDEN))
-
-
-disconnect_django_session_sync = async_to_sync(disconnect_django_session)
-
-
-def disconnect_event(code: CloseCode, reason: str | None = None) -> dict:
-    """The channel layer event that makes a consumer disconnect with `code`."""
-    code = CloseCode(code)
-    return {"type": DISCONNECT_EVENT, "code": int(code), "reason": reason or code.reason}
+    await send(disconnect_event(CloseCode.FORBIDDEN, session=django_session_key(session_key)))
 
 
 async def disconnect_user(user_id: Any, code: CloseCode, reason: str | None = None) -> None:
     """Disconnect every socket of a user, on every server process."""
-    await channel_layer().group_send(user_group(user_id), disconnect_event(code, reason))
+    await send(disconnect_event(code, reason, user=user_key(user_id)))
 
 
-async def disconnect_channels(channel_names: Iterable[str], code: CloseCode, reason: str | None = None) -> int:
-    """Disconnect the consumers behind these channel names; returns how many were told."""
-    layer = channel_layer()
-    event = disconnect_event(code, reason)
-    count = 0
-    for name in channel_names:
-        await layer.send(name, dict(event))
-        count += 1
-    return count
+async def disconnect_channels(addresses: Iterable[str], code: CloseCode, reason: str | None = None) -> int:
+    """Disconnect the sockets at these addresses (`Connection.channel_name`), in one event; returns how many."""
+    to = sorted(set(addresses))
+    if to:
+        await send(disconnect_event(code, reason, to=to))
+    return len(to)
 
 
-disconnect_user_sync = async_to_sync(disconnect_user)
-disconnect_channels_sync = async_to_sync(disconnect_channels)
+async def take_over(address: str) -> None:
+    """Tell the socket at `address` that another socket resumed its session (it closes with 4509)."""
+    await send({**disconnect_event(CloseCode.SESSION_TAKEN_OVER, to=[address]), "taken_over": True})
 
 
 async def end_channel_for_user(user_id: Any, channel: str, reason: str) -> None:
     """Unsubscribe every socket of a user from `channel` (pushing `unsubscribed` with `reason`)
     and forget its publish permission there, on every process."""
-    await channel_layer().group_send(
-        user_group(user_id), {"type": CHANNEL_END_EVENT, "channel": channel, "reason": reason}
-    )
+    await send({"do": CHANNEL_END, "user": user_key(user_id), "channel": channel, "reason": reason})
 
 
+disconnect_django_session_sync = async_to_sync(disconnect_django_session)
+disconnect_user_sync = async_to_sync(disconnect_user)
+disconnect_channels_sync = async_to_sync(disconnect_channels)
 end_channel_for_user_sync = async_to_sync(end_channel_for_user)

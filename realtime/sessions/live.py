@@ -15,17 +15,16 @@ from realtime.support.state import current
 class LiveSocket(Protocol):
     """What the shutdown and the beat need of a socket."""
 
-    channel_name: str
-    groups: list[str]  # the channel-layer groups it joined (its user's, its Django session's)
+    address: str  # names it to control events (realtime.sessions.control)
     row: Any  # its session row (`realtime.sessions.rows.SessionRow`), once authenticated; else None
 
     def go_away(self) -> bool:
         """Tell the client the server is going away (1001); False when it was closing already."""
 
 
-def live_channel_names() -> set[str]:
-    """The channel names of the sockets of this process whose consumer is still running."""
-    return {socket.channel_name for socket in list(live())}
+def live_addresses() -> set[str]:
+    """The addresses of the sockets of this process whose consumer is still running."""
+    return {socket.address for socket in list(live())}
 
 
 def live_row_pks() -> frozenset[int]:
@@ -41,23 +40,3 @@ def live() -> weakref.WeakSet[LiveSocket]:
 def say_going_away() -> int:
     """Tell every socket of this process that the server is going away (1001); returns how many."""
     return sum(1 for socket in list(live()) if socket.go_away())
-
-
-async def renew_groups(layer) -> int:
-    """Join every live socket's groups again (the layer forgets a member after `group_expiry`).
-
-    A socket older than the expiry would otherwise silently stop getting its revocations and
-    admin actions. Returns how many memberships were renewed.
-    """
-    renewed = 0
-    for socket in list(live()):
-        for group in list(socket.groups):
-            await layer.group_add(group, socket.channel_name)
-            renewed += 1
-    return renewed
-
-
-def renewal_period(layer) -> float | None:
-    """How often to renew group memberships: a quarter of the layer's `group_expiry` (None: no layer)."""
-    expiry = getattr(layer, "group_expiry", None)
-    return None if not expiry else max(0.1, expiry / 4)

@@ -29,12 +29,12 @@ from typing import Any
 
 from realtime.core.protocol import CloseCode
 from realtime.engine import SessionWrite, get_engine
-from realtime.engine.layer import channel_layer
-from realtime.sessions.control import disconnect_event
+from realtime.sessions.control import take_over
 from realtime.support.conf import realtime_settings
 from realtime.support.state import current
 
 logger = logging.getLogger(__name__)
+
 
 def local() -> dict[str, SessionRecord]:
     """The live sessions of this process, by session id, for the beat (a part of the process's Node)."""
@@ -144,9 +144,8 @@ async def take(session_id: str | None, owner: str, user_id: Any) -> dict[str, li
     if taken is None:
         return None
     if taken.owner and taken.owner != owner:
-        event = {**disconnect_event(CloseCode.SESSION_TAKEN_OVER), "taken_over": True}
         try:
-            await channel_layer().send(taken.owner, event)
+            await take_over(taken.owner)
         except Exception as exc:  # that socket's writes are refused anyway; it ends at its heartbeat
             logger.warning("could not tell the previous socket of %s to close: %r", session_id, exc)
     return taken.subscriptions

@@ -24,7 +24,7 @@ from typing import Any
 from realtime.core.protocol import CloseCode
 from realtime.engine import get_engine
 from realtime.engine.base import AT_LIMIT, OVER_RATE
-from realtime.sessions.live import live_channel_names
+from realtime.sessions.live import live_addresses
 from realtime.support.conf import realtime_settings
 from realtime.support.state import current
 
@@ -78,7 +78,7 @@ async def touch_local() -> None:
     """
     if not local():
         return
-    alive = live_channel_names()
+    alive = live_addresses()
     for slot in [slot for slot in local() if slot not in alive]:
         del local()[slot]
     by_user: dict[str, list[str]] = defaultdict(list)

@@ -10,7 +10,6 @@ heartbeat, token expiry) are one timer per connection in the event loop's heap
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
@@ -19,21 +18,21 @@ from urllib.parse import parse_qs
 
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
-from channels.utils import await_many_dispatch
 
 from realtime.auth.addresses import scope_client_address
+from realtime.auth.cache import revoked_since
 from realtime.auth.middleware import SUBPROTOCOL
 from realtime.core import protocol
 from realtime.core.errors import BadRequest, Disconnect, RateLimited, RealtimeError, Unavailable
 from realtime.core.limits import ErrorWindow, TokenBucket
 from realtime.core.protocol import CloseCode
-from realtime.core.users import wire_user
-from realtime.engine.layer import channel_layer
+from realtime.core.users import user_key, wire_user
+from realtime.pubsub.switchboard import switchboard
 from realtime.runtime.node import node_name
 from realtime.sessions import records as resumption
 from realtime.sessions import rows as sessions
 from realtime.sessions import slots
-from realtime.sessions.control import CHANNEL_END_EVENT, DISCONNECT_EVENT, django_session_group, user_group
+from realtime.sessions.control import CHANNEL_END, DISCONNECT, django_session_key
 from realtime.sessions.live import live
 from realtime.signals import SocketSignals, channel_unsubscribed, socket_connected, socket_disconnected
 from realtime.socket import handlers
@@ -44,6 +43,7 @@ from realtime.socket.subscriptions import Subscriptions
 from realtime.support import metrics
 from realtime.support.conf import realtime_settings
 from realtime.support.services import SERVICE_ERRORS, backing_service
+from realtime.support.state import current
 
 if TYPE_CHECKING:
     from realtime.socket.handlers import HandlerSocket
@@ -60,15 +60,13 @@ class RealtimeConsumer(AsyncConsumer):
     `realtime.socket.handlers.HandlerSocket`), structurally: they never import this module.
     """
 
-    # Events this consumer accepts, from the server and from the channel layer (control events
-    # only: publications and presence come from the process's hub, realtime.pubsub.hub).
-    # An explicit table: Channels' default getattr dispatch is not used.
+    # Events this consumer accepts from the server. An explicit table: Channels' default getattr
+    # dispatch is not used. Publications and presence come from the process's hub, control events
+    # from its switchboard (realtime.pubsub): no channel-layer channel per socket.
     EVENTS = {
         "websocket.connect": "on_connect",
         "websocket.receive": "on_receive",
         "websocket.disconnect": "on_disconnect",
-        DISCONNECT_EVENT: "rt_disconnect",
-        CHANNEL_END_EVENT: "rt_channel_end",
     }
 
     def __init__(self) -> None:
@@ -94,7 +92,9 @@ class RealtimeConsumer(AsyncConsumer):
         self.bucket: TokenBucket | None = None
         self.bad_frames: ErrorWindow | None = None
         self.rate_errors: ErrorWindow | None = None
-        self.groups: list[str] = []
+        self.address = ""  # names this socket to control events on any process (`Connection.channel_name`)
+        self.control_keys: tuple[str, str | None] | None = None  # (user, Django session) at the switchboard
+        self.authenticated_us = 0  # when its current credential was checked (Unix microseconds)
         self.signals = SocketSignals(type(self))  # realtime.signals: this socket's ordered chain
         self.welcomed = False  # `welcome` went out (and `socket_connected` with it)
         self.subscriptions = Subscriptions(self, self.signals)
@@ -123,19 +123,18 @@ class RealtimeConsumer(AsyncConsumer):
             if self.welcomed:
                 self._signal_disconnected()
             live().discard(self)  # however it ended: the beat renews nothing of it from now on
+            self._leave_switchboard()
             if self.outbox is not None:  # counted as open in on_connect
                 metrics.connection_ended()
 
     async def _serve(self, scope, receive, send) -> None:
-        """`AsyncConsumer.__call__` on the app's own channel layer (never the project's CHANNEL_LAYERS)."""
+        """`AsyncConsumer.__call__` without a channel layer: the server's events only, one at a time."""
         self.scope = scope
         self.base_send = send
-        self.channel_layer = channel_layer()
-        self.channel_name = await self.channel_layer.new_channel()
+        self.address = switchboard().address()
         try:
-            await await_many_dispatch(
-                [receive, functools.partial(self.channel_layer.receive, self.channel_name)], self.dispatch
-            )
+            while True:
+                await self.dispatch(await receive())
         except StopConsumer:
             pass
 
@@ -178,7 +177,6 @@ class RealtimeConsumer(AsyncConsumer):
         socket_log.info("socket open session=%s client=%s:%s", self.session_id, client[0], client[1])
         await self._guard(None, self._authenticate_handshake)
 
-
     async def _authenticate_handshake(self) -> None:
         auth = self.scope.get("auth") or {}
         user = self.scope.get("user")
@@ -202,7 +200,15 @@ class RealtimeConsumer(AsyncConsumer):
                 except (ValueError, RealtimeError) as exc:  # resume all the same, from the recorded positions
                     message = exc.message if isinstance(exc, RealtimeError) else f"`positions` is not JSON: {exc}"
                     self.send_frame(protocol.error(protocol.ErrorCode.BAD_REQUEST, message))
-            await self.start_session(None, user, auth.get("method") or "", auth.get("expires_at"), resume, positions)
+            await self.start_session(
+                None,
+                user,
+                auth.get("method") or "",
+                auth.get("expires_at"),
+                resume,
+                positions,
+                auth.get("checked_us", 0),
+            )
 
     def _end(self) -> tuple[int | None, str, str]:
         """How the socket ended: (code, reason, by whom)."""
@@ -252,7 +258,7 @@ class RealtimeConsumer(AsyncConsumer):
         await handlers.handle(self, request)
 
     async def on_disconnect(self, message: dict[str, Any]) -> None:
-        """The socket is gone: leave groups, record the close, stop."""
+        """The socket is gone: leave the switchboard, record the close, stop."""
         self.state = SocketState.CLOSING
         self._stop_tasks()
         code = self.close_code if self.close_code is not None else message.get("code")
@@ -265,7 +271,7 @@ class RealtimeConsumer(AsyncConsumer):
         if self.row is not None:
             row_closed = sessions.record_close(self.row, code, self.close_reason or "client_closed")
         try:
-            await slots.release(self.channel_name)
+            await slots.release(self.address)
         except Exception as exc:  # the slot lapses on its own after three beats
             metrics.service_error(exc)
             logger.warning("could not release the connection slot of %s: %r", self.session_id, exc)
@@ -280,27 +286,46 @@ class RealtimeConsumer(AsyncConsumer):
         except Exception as exc:  # best effort: presence lapses on its own
             metrics.service_error(exc)
             logger.warning("could not leave the channels of %s: %r", self.session_id, exc)
+        self._leave_switchboard()
         if row_closed is not None:  # (the writer logs its own failures; the cleanup closes the row then)
             await row_closed
-        try:  # after the close is recorded: a channel layer that fails here must not leave the row open
-            for group in self.groups:
-                await self.channel_layer.group_discard(group, self.channel_name)
-        except Exception as exc:  # the group entry expires on its own (group_expiry)
-            metrics.service_error(exc)
-            logger.warning("could not leave the groups of %s: %r", self.session_id, exc)
         self.state = SocketState.CLOSED
         raise StopConsumer()
 
-    async def rt_disconnect(self, event: dict[str, Any]) -> None:
-        """Channel layer: a revocation, an admin action, or another socket resumed this session."""
-        if event.get("taken_over") and self.record is not None:
-            self.record.mark_taken_over()
-        await self.close_with(CloseCode(event["code"]), event.get("reason"))
+    # ------------------------------------------------------------ control events (realtime.pubsub.switchboard)
 
-    async def rt_channel_end(self, event: dict[str, Any]) -> None:
-        """Channel layer: this user lost access to a channel (e.g. removed from the room)."""
-        if not self.closing:
-            await self.subscriptions.end(event["channel"], event["reason"])
+    def on_control(self, event: dict[str, Any]) -> None:
+        """A revocation, an admin action, another socket resuming this session, or a lost channel."""
+        if self.closing:
+            return
+        if event["do"] == DISCONNECT:
+            if event.get("taken_over") and self.record is not None:
+                self.record.mark_taken_over()
+            self._close_now(CloseCode(event["code"]), event.get("reason"), drop_queued=False)
+        elif event["do"] == CHANNEL_END:
+            self._background(self.subscriptions.end(event["channel"], event["reason"]))
+
+    def control_gap(self) -> None:
+        """Control events may have been lost (the fan-out connection broke): was the user revoked meanwhile?"""
+        if not self.closing and self.user is not None:
+            self._background(self._check_revocation())
+
+    async def _check_revocation(self) -> None:
+        if await revoked_since(self.user, self.authenticated_us) and not self.closing:
+            self._close_now(CloseCode.FORBIDDEN, None, drop_queued=False)
+
+    def _background(self, step) -> None:
+        """Run `step` beside the socket's events, its errors going the one error path."""
+        tasks = background_tasks()
+        task = asyncio.ensure_future(self._guard(None, lambda: step))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def _leave_switchboard(self) -> None:
+        if self.control_keys is not None:
+            user, session = self.control_keys
+            self.control_keys = None
+            switchboard().leave(self, self.address, user, session)
 
     # ------------------------------------------------------------ session
 
@@ -312,8 +337,9 @@ class RealtimeConsumer(AsyncConsumer):
         expires_at: int | None,
         resume: str | None = None,
         positions: dict[str, protocol.Position] | None = None,
+        checked_us: int = 0,
     ) -> None:
-        """Mark the socket authenticated (resuming `resume` when it can), join the user's group, send `welcome`.
+        """Mark the socket authenticated (resuming `resume` when it can), join the switchboard, send `welcome`.
 
         A resumed session gets its subscriptions back, each replayed from the client's own
         position in `positions` when it gave one, else from the last one recorded. The
@@ -322,7 +348,7 @@ class RealtimeConsumer(AsyncConsumer):
         """
         headers = dict(self.scope.get("headers") or [])
         row = {
-            "channel_name": self.channel_name,
+            "channel_name": self.address,
             "node": node_name(),
             "remote_addr": scope_client_address(self.scope) or None,  # behind TRUSTED_PROXY_COUNT proxies too
             "user_agent": headers.get(b"user-agent", b"").decode("latin1"),
@@ -332,7 +358,7 @@ class RealtimeConsumer(AsyncConsumer):
         }
         try:
             async with backing_service(request_id):
-                refused = await slots.admit(user.pk, self.channel_name)
+                refused = await slots.admit(user.pk, self.address)
         except Unavailable as exc:
             if method == "frame":
                 # Not authenticated, and told so (`unavailable`): the socket stays open, and the
@@ -346,7 +372,7 @@ class RealtimeConsumer(AsyncConsumer):
         if refused is not None:  # no session row: a flood of refused connects must not fill the table
             metrics.connect_refused(refused)
             raise Disconnect(refused)
-        restored = await resumption.take(resume, self.channel_name, user.pk)
+        restored = await resumption.take(resume, self.address, user.pk)
         if resume:
             metrics.resumed(restored is not None)
         if restored is not None:
@@ -360,27 +386,25 @@ class RealtimeConsumer(AsyncConsumer):
             self.state = SocketState.AUTHENTICATED
         gate().release(self.scope.get(PLACE))  # authenticated: no longer one of the unauthenticated
         self.auth_method = method
-        self.record = resumption.SessionRecord(
-            self.session_id, self.channel_name, user.pk, self.subscriptions.positions
-        )
+        self.record = resumption.SessionRecord(self.session_id, self.address, user.pk, self.subscriptions.positions)
         self.record.open()
-        self.set_expiry(expires_at)
-        groups = [user_group(user.pk)]
+        keys: tuple[str, str | None] = (user_key(user.pk), None)
         django_session = self.scope.get("django_session") if method == "cookie" else None
         if django_session:  # the session cookie: the socket ends with that session (PROTOCOL section 2)
-            groups.append(django_session_group(django_session["key"]))
-            if django_session["expires_at"] is not None:
-                self.session_deadline = self.clock() + (django_session["expires_at"] - time.time())
-                self._rearm()
+            keys = (keys[0], django_session_key(django_session["key"]))
         try:
-            for group in groups:
-                await self.channel_layer.group_add(group, self.channel_name)
-                self.groups.append(group)
-        except SERVICE_ERRORS as exc:  # without its groups no revocation would reach it: not admitted
+            await switchboard().join(self, self.address, *keys, since_us=checked_us)
+            self.control_keys = keys
+        except SERVICE_ERRORS as exc:  # without control events no revocation would reach it: not admitted
             metrics.service_error(exc)
-            logger.warning("could not join the groups of %s: %r", self.session_id, exc)
+            logger.warning("could not hear control events for %s: %r", self.session_id, exc)
             self.send_frame(protocol.error(protocol.ErrorCode.UNAVAILABLE, Unavailable.default_message, request_id))
             raise Disconnect(CloseCode.INTERNAL_ERROR, "unavailable") from exc
+        # The deadlines after the last await: no `expiring` (or close) can go out before `welcome`.
+        self.set_expiry(expires_at, checked_us)
+        if django_session and django_session["expires_at"] is not None:
+            self.session_deadline = self.clock() + (django_session["expires_at"] - time.time())
+            self._rearm()
         self.send_frame(
             protocol.welcome(
                 request_id,
@@ -401,8 +425,9 @@ class RealtimeConsumer(AsyncConsumer):
         if restored:
             await self.subscriptions.restore(restored)
 
-    def set_expiry(self, expires_at: int | None) -> None:
-        """Schedule `expiring` and the 4009 close for a token that ends at `expires_at`."""
+    def set_expiry(self, expires_at: int | None, checked_us: int) -> None:
+        """Schedule `expiring` and the 4009 close for a token that ends at `expires_at`, checked at `checked_us`."""
+        self.authenticated_us = checked_us
         self.expires_at = expires_at
         if expires_at is None:
             self.expiring_at = self.expiry_deadline = None
@@ -577,6 +602,11 @@ class RealtimeConsumer(AsyncConsumer):
             self._timer = None
         if self.outbox is not None:
             self.outbox.stop()
+
+
+def background_tasks() -> set[asyncio.Task]:
+    """The control steps running beside their sockets on this loop (held, so none is collected mid-way)."""
+    return current().loop_part((__name__, "background"), set)
 
 
 if TYPE_CHECKING:

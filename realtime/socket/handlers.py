@@ -69,7 +69,7 @@ async def handle_auth(consumer: HandlerSocket, request: protocol.Auth) -> None:
         expired = isinstance(exc, ExpiredCredentials)
         raise Disconnect(CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED) from exc
     await consumer.start_session(
-        request.id, result.user, "frame", result.expires_at, request.resume, request.positions
+        request.id, result.user, "frame", result.expires_at, request.resume, request.positions, result.checked_us
     )
 
 
@@ -82,7 +82,7 @@ async def handle_refresh(consumer: HandlerSocket, request: protocol.Refresh) -> 
     if result.user.pk != consumer.user.pk:
         raise Forbidden(request_id=request.id)
     sessions.record_refresh(consumer.row, result.expires_at)  # queued: written in the background
-    consumer.set_expiry(result.expires_at)
+    consumer.set_expiry(result.expires_at, result.checked_us)
     consumer.send_frame(protocol.refreshed(request.id, result.expires_at))
 
 

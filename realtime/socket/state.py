@@ -57,8 +57,8 @@ class Socket(Protocol):
         """Queue an already serialised frame (of `size` UTF-8 bytes, when known)."""
         ...
 
-    def set_expiry(self, expires_at: int | None) -> None:
-        """Schedule `expiring` and the 4009 close for a token that ends at `expires_at`."""
+    def set_expiry(self, expires_at: int | None, checked_us: int) -> None:
+        """Schedule `expiring` and the 4009 close for a token that ends at `expires_at`, checked at `checked_us`."""
         ...
 
     async def start_session(
@@ -69,6 +69,7 @@ class Socket(Protocol):
         expires_at: int | None,
         resume: str | None = None,
         positions: dict[str, Position] | None = None,
+        checked_us: int = 0,
     ) -> None:
         """Mark the socket authenticated (resuming `resume` when it can) and send `welcome`."""
         ...

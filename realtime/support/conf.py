@@ -61,17 +61,12 @@ DEFAULT_NAMESPACES: dict[str, dict[str, Any]] = {
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-CHANNEL_LAYER_FLAVOURS = ("core", "pubsub")
 
 OPTIONS: dict[str, Option] = {
     "REDIS_URL": Option(
         str, "", "The Redis every process shares (history, presence, fan-out, sessions, control); empty: in memory."
     ),
     "REDIS_PREFIX": Option(str, "rt", "Prefix of every Redis key of the app (several deployments may share a Redis)."),
-    "CHANNEL_LAYER_FLAVOUR": Option(
-        str, "core", "The app's channel layer on Redis: `core` (channels-redis lists) or `pubsub` (Redis pub/sub)."
-    ),
-    "CHANNEL_LAYER_CAPACITY": Option(int, 1000, "Control events a socket's channel holds before more are dropped.", 1),
     "LOGIN_FAILURES_PER_USER": Option(int, 10, "Failed logins per username in LOGIN_WINDOW before a pause (429).", 1),
     "LOGIN_FAILURES_PER_ADDRESS": Option(int, 50, "Failed logins per client address in LOGIN_WINDOW (429).", 1),
     "LOGIN_WINDOW": Option(int, 300, "Seconds over which failed logins are counted, and the pause after.", 1),
@@ -98,7 +93,9 @@ OPTIONS: dict[str, Option] = {
     "MAX_SUBSCRIPTIONS": Option(int, 100, "Subscriptions per connection (`limit_exceeded`).", minimum=1),
     "MAX_CONNECTIONS_PER_USER": Option(int, 20, "Open sockets per user on all processes (4529).", minimum=1),
     "CONNECT_RATE": Option(
-        float, 1.0, "Authenticated connects per second per user on all processes (token bucket refill; 4008).",
+        float,
+        1.0,
+        "Authenticated connects per second per user on all processes (token bucket refill; 4008).",
         minimum=0.001,
     ),
     "CONNECT_BURST": Option(
@@ -113,7 +110,9 @@ OPTIONS: dict[str, Option] = {
     "SEND_QUEUE_BYTES": Option(int, 1048576, "Bytes queued for a slow client before close 4013.", minimum=1024),
     "NODE_HEARTBEAT": Option(float, 5.0, "Seconds between a server process's liveness beats.", minimum=0.1),
     "DELIVERY_CHECK": Option(
-        float, 5.0, "Seconds between a process's checks that its subscribers got each channel's last publication.",
+        float,
+        5.0,
+        "Seconds between a process's checks that its subscribers got each channel's last publication.",
         minimum=0.1,
     ),
     "CLEANUP_INTERVAL": Option(float, 5.0, "Seconds between stale-session cleanups inside the server.", minimum=0.1),
@@ -179,8 +178,6 @@ def _clean_text(key: str, value: Any, source: str) -> str:
         raise _fail(key, f"must start with {', '.join(REDIS_SCHEMES)} (or be empty), got {value!r}", source)
     if key == "REDIS_PREFIX" and (not value or any(c.isspace() or c in "{}" for c in value)):
         raise _fail(key, f"must be a non-empty word without spaces or braces, got {value!r}", source)
-    if key == "CHANNEL_LAYER_FLAVOUR" and value not in CHANNEL_LAYER_FLAVOURS:
-        raise _fail(key, f"must be one of {', '.join(CHANNEL_LAYER_FLAVOURS)}, got {value!r}", source)
     return value
 
 

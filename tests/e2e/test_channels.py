@@ -262,9 +262,8 @@ def check_segment(name: str, segment: Segment, end: int, progress: Progress) -> 
 # ---------------------------------------------------------------- concurrency
 
 
-@pytest.mark.parametrize("flavour", ["core", "pubsub"])
 async def test_racing_publishers_every_subscriber_gets_each_publication_once_in_order(
-    servers, ws, new_user, tokens, timings, flavour
+    servers, ws, new_user, tokens, timings
 ):
     """300 publications from 3 sockets and the HTTP API on both servers, racing, to one channel.
 
@@ -273,7 +272,7 @@ async def test_racing_publishers_every_subscriber_gets_each_publication_once_in_
     position, from offset 0): each gets every publication after its position
     exactly once and in order, `publications` then live `message`s.
     """
-    a, b = await servers(2, CHANNEL_LAYER_FLAVOUR=flavour, **CHANNEL_ENV)
+    a, b = await servers(2, **CHANNEL_ENV)
     users = {name: await new_user(name) for name in ("pub1", "pub2", "pub3", "sub1", "sub2", "sub3")}
     root = await new_user("root", is_staff=True)
     token = {name: (await tokens(user))[0] for name, user in users.items()}
@@ -355,8 +354,8 @@ async def test_racing_publishers_every_subscriber_gets_each_publication_once_in_
     subscribers = [*early, *joiners.values()]
     for box in subscribers:
         await box.wait_for(lambda box=box: box.last_offset.get(RACE, 0) >= TOTAL, WAIT, f"offset {TOTAL}")
-    timings(f"[{flavour}] {TOTAL} racing publications, first publish -> confirmed", published - started)
-    timings(f"[{flavour}] first publish -> every subscriber has all", time.monotonic() - started)
+    timings(f"{TOTAL} racing publications, first publish -> confirmed", published - started)
+    timings("first publish -> every subscriber has all", time.monotonic() - started)
     for box in subscribers:
         await box.request({"type": "ping"})  # whatever the server sent before its pong is in by now
         found = segments(box, RACE, starts[box.name])
@@ -365,7 +364,7 @@ async def test_racing_publishers_every_subscriber_gets_each_publication_once_in_
             check_segment(box.name, segment, segment.publications[-1]["offset"], progress)
         check_segment(box.name, found[-1], TOTAL, progress)
     assert len(segments(joiners["short-then-recover-b"], RACE, starts["short-then-recover-b"])) == 2
-    print(f"[{flavour}] channel offset when the joiners' subscribe was handled: {joined_at} (of {TOTAL})")
+    print(f"channel offset when the joiners' subscribe was handled: {joined_at} (of {TOTAL})")
 
 
 # ---------------------------------------------------------------- presence across processes

@@ -1,10 +1,6 @@
 """One real server: each way to authenticate (header, query string, first frame), and ping/pong."""
 
-import asyncio
-import time
-
 import pytest
-from channels_redis.core import RedisChannelLayer
 
 from tests.e2e.rows import poll_rows
 
@@ -63,21 +59,3 @@ async def test_invalid_token_is_4501(servers, ws):
     client = await ws(server, token="not-a-jwt")
     frame = await client.expect_disconnect(4501, "unauthorized")
     assert frame["reconnect"] is False
-
-
-async def test_a_socket_outlives_the_channel_layers_blocking_read(servers, ws, new_user, tokens):
-    """A socket stays up for longer than one blocking read of the Redis channel layer.
-
-    channels_redis waits for channel messages with BZPOPMIN for `brpop_timeout` (5 s); the
-    Redis client must not give up on that read first. The client keeps pinging meanwhile,
-    so nothing else (heartbeat, silence) can close the socket.
-    """
-    (server,) = await servers(1)
-    client = await ws(server, token=(await tokens(await new_user("ann")))[0], welcome=True)
-    deadline = time.monotonic() + RedisChannelLayer.brpop_timeout + 2
-    round_trips = 0
-    while time.monotonic() < deadline:
-        await client.ping(round_trips)
-        round_trips += 1
-        await asyncio.sleep(0.5)
-    await client.ping("last")

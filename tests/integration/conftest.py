@@ -125,16 +125,15 @@ async def connect(ws_app):
             await socket.communicator.disconnect()
 
 
-@pytest.fixture(params=["memory", "redis", "redis-pubsub"])
+@pytest.fixture(params=["memory", "redis"])
 def backend(request):
-    """The embedded default (memory engine, in-memory layer), or Redis for both (either layer flavour)."""
+    """The embedded default (the memory engine), or Redis."""
     if request.param == "memory":
         yield "memory"
     else:
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("redis_prefix")
-        flavour = "pubsub" if request.param == "redis-pubsub" else "core"
-        with override_realtime(REDIS_URL=url, REDIS_PREFIX=prefix, CHANNEL_LAYER_FLAVOUR=flavour):
+        with override_realtime(REDIS_URL=url, REDIS_PREFIX=prefix):
             yield "redis"
 
 
@@ -157,7 +156,7 @@ def login(connect, make_user):
 
 @contextmanager
 def engine_backend(request):
-    """The in-memory engine, or Redis for the engine and the channel layer, by `request.param`."""
+    """The in-memory engine, or Redis, by `request.param`."""
     if request.param == "memory":
         yield "memory"
     else:
@@ -166,7 +165,7 @@ def engine_backend(request):
 
 @pytest.fixture(params=["memory", "redis"])
 def engine(request):
-    """Run the test on the in-memory engine and again on Redis (engine and channel layer)."""
+    """Run the test on the in-memory engine and again on Redis."""
     with engine_backend(request) as kind:
         yield kind
 

@@ -10,8 +10,6 @@ sockets of the test subscribe. `break_presence` makes a real Redis fail presence
 import contextlib
 from unittest import mock
 
-from channels.layers import InMemoryChannelLayer
-
 from realtime.core.frames import PUBLICATION_EVENT
 from realtime.engine import get_engine
 from realtime.engine.memory import MemoryEngine
@@ -47,13 +45,6 @@ def echoing_fanout():
 
     with mock.patch.object(Hub, "receive", echoing):
         yield
-
-
-class FailingDiscardLayer(InMemoryChannelLayer):
-    """Cannot leave groups (Redis went away just as sockets close)."""
-
-    async def group_discard(self, group, channel):
-        raise ConnectionError("the channel layer is down")
 
 
 async def break_presence(channel: str):

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import uuid
 from datetime import timedelta
+from unittest.mock import ANY
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -15,23 +16,26 @@ from django.test import Client
 from django.utils import timezone
 
 from realtime.admin import close_code_label
-from realtime.engine.layer import channel_layer
+from realtime.engine import get_engine
+from realtime.engine.redis import RedisEngine
 from realtime.models import Connection, Node
+from realtime.pubsub.switchboard import switchboard
 from tests.conftest import override_realtime
+from tests.recorder import Recorder
 
 pytestmark = [pytest.mark.integration]
 
 CHANGELIST = "/admin/realtime/connection/"
 RECEIVE_TIMEOUT = 5  # a limit on waiting for the event, never a measurement
-DISCONNECT = {"type": "rt.disconnect", "code": 4503, "reason": "forbidden"}
-FORCE_RECONNECT = {"type": "rt.disconnect", "code": 4011, "reason": "force_reconnect"}
+DISCONNECT = {"do": "disconnect", "code": 4503, "reason": "forbidden"}
+FORCE_RECONNECT = {"do": "disconnect", "code": 4011, "reason": "force_reconnect"}
 
 
 def make_conn(*, user=None, node="host:1", opened_ago: float = 60, closed: bool = False, **fields) -> Connection:
     if closed:
         fields = {"closed_at": timezone.now(), "close_code": 4503, "close_reason": "forbidden", **fields}
     fields.setdefault("session_id", f"s_{uuid.uuid4().hex[:16]}")
-    fields.setdefault("channel_name", f"specific.test!{uuid.uuid4().hex}")
+    fields.setdefault("channel_name", f"{uuid.uuid4().hex[:12]}.1")  # a socket address no socket has
     opened_at = timezone.now() - timedelta(seconds=opened_ago)
     return Connection.objects.create(user=user, node=node, opened_at=opened_at, last_seen=opened_at, **fields)
 
@@ -61,27 +65,32 @@ def rows(make_user):
     }
 
 
-async def receive(channel: str) -> dict:
-    return await asyncio.wait_for(channel_layer().receive(channel), RECEIVE_TIMEOUT)
+def told(event: dict, *recorders: Recorder) -> dict:
+    """`event` as one control event names these sockets (by address, sorted), stamped when it was sent."""
+    return {**event, "to": sorted(recorder.address for recorder in recorders), "at": ANY}
 
 
-async def nothing_for(channel: str) -> bool:
-    """True when no event waits on `channel`: the send is done before the admin response, so a short look suffices."""
-    try:
-        await asyncio.wait_for(channel_layer().receive(channel), 0.2)
-    except TimeoutError:
-        return True
-    return False
+async def receive(recorder: Recorder) -> dict:
+    return await recorder.receive(RECEIVE_TIMEOUT)
+
+
+async def nothing_for(recorder: Recorder) -> bool:
+    """True when no event reached `recorder`: the send is done before the admin response, and a
+    round trip through the control topic sent now is heard after it."""
+    await asyncio.wait_for(switchboard().ping(), RECEIVE_TIMEOUT)
+    return recorder.unread() == 0
 
 
 @pytest.fixture
 async def live(admin_client):
-    """Open rows whose channel_name is a real channel of the layer: `row, channel = await live()`."""
+    """Open rows whose channel_name is the address of a recorder at the switchboard: `row, recorder = await live()`."""
 
     async def open_row(**fields):
-        channel = await channel_layer().new_channel()
-        row = await sync_to_async(make_conn)(channel_name=channel, **fields)
-        return row, channel
+        board = switchboard()
+        recorder = Recorder(board.address())
+        await board.join(recorder, recorder.address, f"nobody-{uuid.uuid4().hex}")  # reached by its address alone
+        row = await sync_to_async(make_conn)(channel_name=recorder.address, **fields)
+        return row, recorder
 
     yield open_row
     await sync_to_async(connections.close_all)()  # PostgreSQL drops no test database still in use
@@ -215,7 +224,7 @@ def test_control_of_a_missing_row_redirects_with_a_message(admin_client):
 
 
 @pytest.mark.django_db
-def test_an_unreachable_channel_layer_is_reported_not_a_500(admin_client, rows, redis_prefix):
+def test_an_unreachable_engine_is_reported_not_a_500(admin_client, rows, redis_prefix):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -224,7 +233,9 @@ def test_an_unreachable_channel_layer_is_reported_not_a_500(admin_client, rows, 
             CHANGELIST, {"action": "disconnect", "_selected_action": [rows["ann_old"].pk]}, follow=True
         )
     assert response.status_code == 200
-    assert "Could not reach the channel layer" in response.content.decode()
+    text = response.content.decode()
+    assert "Could not send the control event (" in text and "); nobody was told." in text
+    assert "Told " not in text
 
 
 # ---------------------------------------------------------------- node list
@@ -243,15 +254,15 @@ def test_node_list_shows_liveness_and_open_connections(admin_client, rows):
     assert admin_client.get(f"/admin/realtime/node/{node.pk}/change/").status_code == 200
 
 
-# ---------------------------------------------------------------- the event reaches the socket's channel
+# ---------------------------------------------------------------- the event reaches the socket's address
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("action", "event"), [("disconnect", DISCONNECT), ("force_reconnect", FORCE_RECONNECT)])
 async def test_actions_send_the_event_to_open_rows_only(admin_client, live, action, event):
-    first, first_channel = await live()
-    second, second_channel = await live()
-    closed, closed_channel = await live(closed=True)
+    first, first_recorder = await live()
+    second, second_recorder = await live()
+    closed, closed_recorder = await live(closed=True)
 
     response = await run_action(admin_client, action, first, second, closed)
 
@@ -259,52 +270,53 @@ async def test_actions_send_the_event_to_open_rows_only(admin_client, live, acti
     text = response.content.decode()
     assert f"Told 2 open connection(s) to close with {event['code']} {event['reason']}." in text
     assert "1 selected connection(s) were already closed." in text
-    assert await receive(first_channel) == event
-    assert await receive(second_channel) == event
-    assert await nothing_for(closed_channel)
+    assert await receive(first_recorder) == told(event, first_recorder, second_recorder)  # one event names both
+    assert await receive(second_recorder) == told(event, first_recorder, second_recorder)
+    assert await nothing_for(first_recorder) and await nothing_for(second_recorder)  # once each
+    assert await nothing_for(closed_recorder)
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_action_with_only_closed_rows_tells_nobody(admin_client, live):
-    closed, channel = await live(closed=True)
+    closed, recorder = await live(closed=True)
     response = await run_action(admin_client, "disconnect", closed)
     assert "Told 0 open connection(s)" in response.content.decode()
-    assert await nothing_for(channel)
+    assert await nothing_for(recorder)
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_open_rows_without_a_channel_name_are_reported(admin_client, live):
-    row, channel = await live()
+async def test_open_rows_without_an_address_are_reported(admin_client, live):
+    row, recorder = await live()
     nameless = await sync_to_async(make_conn)(channel_name="")
     response = await run_action(admin_client, "force_reconnect", row, nameless)
-    assert "1 open connection(s) have no channel name and could not be told." in response.content.decode()
-    assert await receive(channel) == FORCE_RECONNECT
+    assert "1 open connection(s) have no address and could not be told." in response.content.decode()
+    assert await receive(recorder) == told(FORCE_RECONNECT, recorder)
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_disconnect_action_through_redis(admin_client, redis_layer, live):
-    row, channel = await live()
-    assert channel.startswith("specific.")
+    row, recorder = await live()
+    assert isinstance(get_engine(), RedisEngine)  # the event travels through Redis's fan-out
     await run_action(admin_client, "disconnect", row)
-    assert await receive(channel) == DISCONNECT
+    assert await receive(recorder) == told(DISCONNECT, recorder)
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("button", "event"), [("disconnect", DISCONNECT), ("force-reconnect", FORCE_RECONNECT)])
 async def test_detail_page_buttons_send_the_event(admin_client, live, button, event):
-    row, channel = await live()
+    row, recorder = await live()
 
     response = await sync_to_async(admin_client.post)(f"{CHANGELIST}{row.pk}/{button}/")
 
     assert response.status_code == 302 and response["Location"] == detail(row)
-    assert await receive(channel) == event
+    assert await receive(recorder) == told(event, recorder)
     page = (await sync_to_async(admin_client.get)(response["Location"])).content.decode()
     assert "Told 1 open connection(s)" in page
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_detail_button_on_a_closed_row_tells_nobody(admin_client, live):
-    row, channel = await live(closed=True)
+    row, recorder = await live(closed=True)
     response = await sync_to_async(admin_client.post)(f"{CHANGELIST}{row.pk}/disconnect/", follow=True)
     assert "were already closed" in response.content.decode()
-    assert await nothing_for(channel)
+    assert await nothing_for(recorder)

@@ -4,6 +4,8 @@ and revokes their tokens as a save of each would."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
@@ -12,17 +14,19 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from realtime.auth.bulk import deactivate
-from realtime.engine.layer import channel_layer
+from realtime.core.users import user_key
 from realtime.models import CredentialState, Room
-from realtime.sessions.control import CHANNEL_END_EVENT, DISCONNECT_EVENT, user_group
+from realtime.pubsub.switchboard import switchboard
+from realtime.sessions.control import CHANNEL_END, DISCONNECT
 from tests.conftest import make_tokens
+from tests.integration.conftest import RECEIVE_TIMEOUT
+from tests.recorder import Recorder
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 User = get_user_model()
 Membership = Room.members.through
 KITCHEN = "room:kitchen"
-MARK = "test.mark"
 
 
 class RollBack(Exception):
@@ -46,26 +50,23 @@ async def subscribed_publishers(channel: str, *sockets) -> None:
             await receiver.recv_type("message")
 
 
-async def probe(user) -> str:
-    """A channel of the layer in the user's group: it sees every control event sent to the user's sockets."""
-    layer = channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(user_group(user.pk), channel)
-    return channel
+async def probe(user) -> Recorder:
+    """A recorder registered under the user's key: it sees every control event sent to the user's sockets."""
+    recorder = Recorder()
+    board = switchboard()
+    await board.join(recorder, board.address(), user_key(user.pk))
+    return recorder
 
 
-async def events_on(channel: str) -> list[dict]:
-    """The control events that reached `channel` so far (the senders are done: a mark sent now comes last)."""
-    layer = channel_layer()
-    await layer.send(channel, {"type": MARK})
-    events = []
-    while (event := await layer.receive(channel))["type"] != MARK:
-        events.append(event)
+async def events_on(recorder: Recorder) -> list[dict]:
+    """The control events that reached `recorder` so far (the senders are done: a ping sent now is heard after them)."""
+    await asyncio.wait_for(switchboard().ping(), RECEIVE_TIMEOUT)
+    events, recorder.events = recorder.events, []
     return events
 
 
 def channel_ends(events: list[dict]) -> list[str]:
-    return [event["channel"] for event in events if event["type"] == CHANNEL_END_EVENT]
+    return [event["channel"] for event in events if event["do"] == CHANNEL_END]
 
 
 # ---------------------------------------------------------------- room memberships
@@ -186,7 +187,7 @@ async def test_deleting_a_user_disconnects_without_ending_each_room(make_user):
 
     await User.objects.filter(pk=ann.pk).adelete()
 
-    assert [event["type"] for event in await events_on(watching)] == [DISCONNECT_EVENT]
+    assert [event["do"] for event in await events_on(watching)] == [DISCONNECT]
 
 
 # ---------------------------------------------------------------- bulk deactivation

@@ -7,14 +7,12 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from realtime.core import protocol
-from realtime.engine.layer import layer_key
 from realtime.models import Connection
 from realtime.sessions import rows as sessions
 from realtime.sessions.live import live
 from realtime.socket import handlers
 from realtime.socket.consumer import SocketState
 from tests.conftest import make_tokens, override_realtime
-from tests.integration.lossy import FailingDiscardLayer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -275,19 +273,6 @@ async def test_the_consumer_moves_through_one_state_open_authenticated_closed(co
     assert consumer.state is SocketState.AUTHENTICATED and consumer.session_id == welcome["session"]
     await socket.communicator.disconnect(code=1000)
     assert consumer.state is SocketState.CLOSED and consumer.closing
-
-
-async def test_the_close_is_recorded_even_when_the_channel_layer_fails_while_the_socket_closes(
-    authed, realtime_node, caplog
-):
-    realtime_node.put(layer_key(), FailingDiscardLayer())
-    socket = await authed()
-    await socket.request({"type": "subscribe", "id": 1, "channel": "public:down"})
-    with caplog.at_level(logging.WARNING, logger="realtime"):
-        await socket.communicator.disconnect(code=4000)
-    row = await Connection.objects.aget(session_id=socket.welcome["session"])
-    assert (row.close_code, row.close_reason) == (4000, "client_closed")
-    assert "could not leave" in caplog.text
 
 
 @override_realtime({"HEARTBEAT": 0.5, "HEARTBEAT_TIMEOUT": 5})

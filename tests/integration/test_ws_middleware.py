@@ -2,6 +2,7 @@
 (realtime.auth.tokens) against the real database: no mocks."""
 
 import asyncio
+import time
 from datetime import timedelta
 
 import pytest
@@ -27,7 +28,7 @@ from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-ANONYMOUS = {"method": None, "expires_at": None, "error": None}
+ANONYMOUS = {"method": None, "expires_at": None, "error": None, "checked_us": 0}
 ALLOWED_ORIGIN = (b"origin", b"http://localhost:8000")
 
 
@@ -84,12 +85,14 @@ def bearer(token: str, scheme: str = "Bearer") -> tuple[bytes, bytes]:
 def assert_authenticated(scope: dict, user, method: str, expires_at: int | None) -> None:
     assert scope["user"] == user
     assert scope["user"].is_authenticated
-    assert scope["auth"] == {"method": method, "expires_at": expires_at, "error": None}
+    checked_us = scope["auth"]["checked_us"]  # when the check began: a revocation after it is heard by the socket
+    assert 0 < checked_us <= time.time_ns() // 1000
+    assert scope["auth"] == {"method": method, "expires_at": expires_at, "error": None, "checked_us": checked_us}
 
 
 def assert_refused(scope: dict, method: str, error: str) -> None:
     assert isinstance(scope["user"], AnonymousUser)
-    assert scope["auth"] == {"method": method, "expires_at": None, "error": error}
+    assert scope["auth"] == {"method": method, "expires_at": None, "error": error, "checked_us": 0}
 
 
 def assert_anonymous(scope: dict) -> None:
@@ -347,8 +350,15 @@ async def test_only_websocket_scopes():
 
 async def test_authenticate_token(user):
     token = token_for(user)
+    before = time.time_ns() // 1000
     result = await authenticate_token(token)
-    assert result == Authenticated(user=user, expires_at=AccessToken(token)["exp"], issued_at=AccessToken(token)["iat"])
+    assert before <= result.checked_us <= time.time_ns() // 1000
+    assert result == Authenticated(
+        user=user,
+        expires_at=AccessToken(token)["exp"],
+        issued_at=AccessToken(token)["iat"],
+        checked_us=result.checked_us,
+    )
 
 
 async def test_authenticate_token_expired_and_invalid(user):

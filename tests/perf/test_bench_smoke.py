@@ -1,6 +1,6 @@
 """Smoke test of the benchmark (bench/run.py --quick): it runs, end to end, and its figures add up.
 
-It runs the one benchmark command on tiny sizes against this project (daphne, core layer) and
+It runs the one benchmark command on tiny sizes against this project (daphne, Redis) and
 the plain Channels baseline, on the suite's Redis, and checks the JSON it writes: every
 scenario ran (scenario 5 skipped for the baseline, which has no resume), every count adds up,
 nothing was lost, duplicated or out of offset order, and no server logged an error.
@@ -26,7 +26,7 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS, BASELINE = "ours-daphne-core", "baseline"
+OURS, BASELINE = "ours-daphne-redis", "baseline"
 
 
 def number(value: object) -> bool:
@@ -74,7 +74,7 @@ def test_every_scenario_ran_for_both_servers(run) -> None:
             assert entry.get("server_problems", []) == [], (key, n, entry["server_problems"])
     assert document["quick"] is True and document["machine"]["cpus"] >= 1
     # The printed table: one row per server, ratios to the baseline.
-    assert "| this project, daphne, core layer |" in stdout and "×)" in stdout, stdout
+    assert "| this project, daphne, Redis |" in stdout and "×)" in stdout, stdout
 
 
 def test_connect_counts_every_client_and_its_session(run) -> None:

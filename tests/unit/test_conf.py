@@ -154,7 +154,6 @@ def test_the_connect_rate_settings_are_checked(key, value):
         ("REDIS_PREFIX", "", "must be a non-empty word"),
         ("REDIS_PREFIX", "my app", "must be a non-empty word"),
         ("REDIS_PREFIX", "{rt}", "must be a non-empty word without spaces or braces"),
-        ("CHANNEL_LAYER_FLAVOUR", "streams", "must be one of core, pubsub"),
     ],
 )
 def test_a_bad_redis_setting_is_refused_naming_it(key, value, problem):
@@ -164,8 +163,4 @@ def test_a_bad_redis_setting_is_refused_naming_it(key, value, problem):
 
 def test_redis_settings_from_the_environment_are_trimmed():
     values = load({}, {"REALTIME_REDIS_URL": " redis://cache:6379/1 ", "REALTIME_REDIS_PREFIX": "site2"})
-    assert (values["REDIS_URL"], values["REDIS_PREFIX"], values["CHANNEL_LAYER_FLAVOUR"]) == (
-        "redis://cache:6379/1",
-        "site2",
-        "core",
-    )
+    assert (values["REDIS_URL"], values["REDIS_PREFIX"]) == ("redis://cache:6379/1", "site2")

@@ -12,20 +12,32 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 STRONG_KEY = "k7-Vw2pQz9xLm4Rt8sYb1Nc6Hd3Jf5Gg0Ea_Ui2Oo7Pp9Ll3Kk8Mm"  # 52 characters, many different ones
-PROBE = (
-    "import django, json; from django.conf import settings; django.setup(); "
-    "from realtime.engine.layer import channel_layer; layer = channel_layer(); "
-    "db = settings.DATABASES['default']; "
-    "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']), "
-    "'layer': type(layer).__module__ + '.' + type(layer).__name__, "
-    "'hosts': getattr(layer, 'hosts', None), 'debug': settings.DEBUG, "
-    "'allowed': settings.ALLOWED_HOSTS, 'access': settings.SIMPLE_JWT['ACCESS_TOKEN_LIFETIME'].total_seconds()}))"
-)
+PROBE = """
+import asyncio, django, json
+from django.conf import settings
+django.setup()
+from realtime.engine import get_engine
+from realtime.support.conf import realtime_settings
+
+async def app_engine():  # the engine is made per event loop; making it connects to nothing yet
+    engine = get_engine()
+    pool = getattr(getattr(engine, "redis", None), "connection_pool", None)
+    kwargs = pool.connection_kwargs if pool is not None else {}
+    at = f"{kwargs['host']}:{kwargs['port']}/{kwargs['db']}" if kwargs else None
+    return type(engine).__module__ + "." + type(engine).__name__, getattr(engine, "prefix", None), at
+
+kind, prefix, at = asyncio.run(app_engine())
+db = settings.DATABASES["default"]
+print(json.dumps({"engine": db["ENGINE"], "name": str(db["NAME"]),
+    "redis_url": realtime_settings.REDIS_URL, "redis_prefix": realtime_settings.REDIS_PREFIX,
+    "app_engine": kind, "app_engine_prefix": prefix, "app_engine_at": at, "debug": settings.DEBUG,
+    "allowed": settings.ALLOWED_HOSTS, "access": settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds()}))
+"""
 
 
 def run_probe(**env_vars):
     env = {k: v for k, v in os.environ.items() if not k.startswith("REALTIME_")}
-    for key in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "JWT_SIGNING_KEY", "ALLOWED_HOSTS"):
+    for key in ("DATABASE_URL", "REDIS_URL", "REDIS_PREFIX", "DEBUG", "SECRET_KEY", "JWT_SIGNING_KEY", "ALLOWED_HOSTS"):
         env.pop(key, None)
     env.update(DJANGO_SETTINGS_MODULE="project.settings", **env_vars)
     return subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
@@ -37,7 +49,8 @@ def test_embedded_defaults():
     values = json.loads(result.stdout)
     assert values["engine"] == "django.db.backends.sqlite3"
     assert values["name"].endswith("db.sqlite3")
-    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert (values["redis_url"], values["redis_prefix"]) == ("", "rt")
+    assert values["app_engine"] == "realtime.engine.memory.MemoryEngine"  # no Redis: one process, in memory
     assert values["debug"] is True
     assert values["access"] == 300
     # Loading the settings says nothing about the development key: the serving process says it, once.
@@ -51,13 +64,15 @@ def test_production_environment():
         ALLOWED_HOSTS="rt.example.com,api.example.com",
         DATABASE_URL="postgres://u:p@db.example.com:5432/rt",
         REDIS_URL="redis://cache.example.com:6379/2",
+        REDIS_PREFIX="rt-prod",
     )
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout)
     assert values["engine"] == "django.db.backends.postgresql"
     assert values["name"] == "rt"
-    assert values["layer"] == "realtime.engine.layer.BoundedRedisChannelLayer"
-    assert [host["address"] for host in values["hosts"]] == ["redis://cache.example.com:6379/2"]  # the app's own
+    assert (values["redis_url"], values["redis_prefix"]) == ("redis://cache.example.com:6379/2", "rt-prod")
+    assert values["app_engine"] == "realtime.engine.redis.RedisEngine"
+    assert (values["app_engine_at"], values["app_engine_prefix"]) == ("cache.example.com:6379/2", "rt-prod")
     assert values["allowed"] == ["rt.example.com", "api.example.com"]
     assert "SECRET_KEY" not in result.stderr
 

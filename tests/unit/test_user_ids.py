@@ -1,22 +1,27 @@
 """User ids of any user model on the wire and in the server's keys (`realtime.core.users`): an integer stays a
-JSON number, a UUID or a string key becomes a JSON string; control groups stay valid channel-layer names."""
+JSON number, a UUID or a string key becomes a JSON string; an id and its text are one user to the server's
+keys and to the control events that reach a user's sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
-from channels.layers import BaseChannelLayer
 
 from realtime.core import protocol
 from realtime.core.frames import publication_parts, splice_position
-from realtime.core.users import user_id_json, wire_user, wire_user_id
+from realtime.core.protocol import CloseCode
+from realtime.core.users import user_id_json, user_key, wire_user, wire_user_id
 from realtime.http.api import CanPublish
-from realtime.sessions.control import user_group
+from realtime.pubsub.switchboard import switchboard
+from realtime.sessions.control import disconnect_user, end_channel_for_user
+from tests.recorder import Recorder
 
 pytestmark = pytest.mark.unit
 
@@ -92,21 +97,44 @@ def test_a_uuid_names_a_user_channel():
     assert request.channel == f"user:{MEMBER}"
 
 
-@pytest.mark.parametrize("pk", [7, MEMBER, "ann@example.org", "x" * 200, "ünï", "a b"])
-def test_a_users_group_is_a_valid_group_name_for_any_key(pk):
-    assert BaseChannelLayer().require_valid_group_name(user_group(pk))
+@pytest.mark.parametrize(
+    ("pk", "key"),
+    [
+        (7, "7"),
+        ("7", "7"),  # an integer and its text are one key
+        (MEMBER, str(MEMBER)),
+        (str(MEMBER), str(MEMBER)),  # a UUID and its text too
+        ("ann@example.org", "ann@example.org"),
+        ("ünï a b", "ünï a b"),  # any text, kept as it is
+        ("x" * 200, "x" * 200),
+    ],
+)
+def test_a_users_key_is_the_text_of_its_id_and_the_same_as_the_wire_forms_text(pk, key):
+    assert user_key(pk) == key and type(user_key(pk)) is str
+    assert user_key(wire_user_id(pk)) == key  # the id a client sees keys the same user
 
 
-def test_a_key_and_its_text_are_one_group_and_plain_ids_stay_readable():
-    assert user_group(7) == user_group("7") == "rt.user.7"
-    assert user_group(MEMBER) == user_group(str(MEMBER)) == f"rt.user.{MEMBER}"
+@pytest.mark.parametrize(("pk", "text"), [(7, "7"), (MEMBER, str(MEMBER))])
+async def test_control_events_for_an_id_or_its_text_reach_the_same_users_sockets(pk, text):
+    """A socket joins under `user_key(user.pk)`; a sender may hold the id (a signal) or its text (a record)."""
+    board = switchboard()
+    joined_by_id, joined_by_text, bystander = Recorder(), Recorder(), Recorder()
+    await board.join(joined_by_id, board.address(), user_key(pk))
+    await board.join(joined_by_text, board.address(), user_key(text))
+    await board.join(bystander, board.address(), user_key(f"{text}0"))
 
+    await disconnect_user(pk, CloseCode.FORBIDDEN)
+    await disconnect_user(text, CloseCode.FORCE_RECONNECT)
+    await end_channel_for_user(pk, f"user:{text}", "removed")
+    await asyncio.wait_for(board.ping(), 5)  # heard after the events before it
 
-def test_keys_outside_the_group_alphabet_get_digests_that_no_plain_key_can_take():
-    groups = {user_group(pk) for pk in ("ann@example.org", "bob@example.org", "x" * 81, "x" * 82)}
-    assert len(groups) == 4 and all(group.startswith("rt.userh.") for group in groups)
-    assert user_group("x" * 80) == "rt.user." + "x" * 80  # the longest plain one
-    assert user_group("h.abc").startswith("rt.user.")  # a plain key never lands under `rt.userh.`
+    expected = [
+        {"do": "disconnect", "user": text, "code": 4503, "reason": "forbidden", "at": ANY},
+        {"do": "disconnect", "user": text, "code": 4011, "reason": "force_reconnect", "at": ANY},
+        {"do": "end", "user": text, "channel": f"user:{text}", "reason": "removed"},
+    ]
+    assert joined_by_id.events == joined_by_text.events == expected
+    assert bystander.events == []
 
 
 class NoStaffUser:
