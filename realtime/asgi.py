@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.routing import ProtocolTypeRouter
+from channels.security.websocket import WebsocketDenier
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.urls import path as route
 
 from realtime.auth.middleware import JWTAuthMiddlewareStack
 from realtime.checks import TAG
@@ -64,4 +64,22 @@ def websocket_application(path: str = "/ws/") -> Application:
     if not path.startswith("/") or not path.endswith("/"):
         raise ValueError(f"path must start and end with '/', as in '/ws/' (got {path!r})")
     # (the gate sits behind the middleware: it needs to know whether the handshake had credentials)
-    return JWTAuthMiddlewareStack(URLRouter([route(path[1:], AdmissionGate(RealtimeConsumer.as_asgi()))]))
+    return JWTAuthMiddlewareStack(SocketPath(path, AdmissionGate(RealtimeConsumer.as_asgi())))
+
+
+class SocketPath:
+    """The sockets' one path (below the scope's `root_path`); a handshake for any other is refused (HTTP 403).
+
+    Instead of Channels' URLRouter, which copies the scope into a dict that, like every frame of
+    the middleware chain, lives as long as the socket: one socket path needs no routing table.
+    """
+
+    def __init__(self, path: str, inner: Application) -> None:
+        self.path = path
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope.get("path") != (scope.get("root_path") or "") + self.path:
+            logger.info("refused a WebSocket handshake for %r: the sockets are at %r", scope.get("path"), self.path)
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.inner(scope, receive, send)

@@ -8,11 +8,13 @@ token from the offer and accepts with `realtime.v1`, never echoing the token.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 
 from realtime.models import Connection
@@ -118,3 +120,25 @@ async def test_under_an_anonymous_flood_a_browser_gets_in_healthz_stays_200_and_
 @override_realtime({"MAX_UNAUTHENTICATED": 7})
 async def test_metrics_give_the_anonymous_limit_so_saturation_can_be_alerted_on():
     assert (await scrape())["realtime_unauthenticated_limit"] == 7
+
+
+@pytest.mark.parametrize("path", ["/", "/ws", "/ws/x/", "/other/", "/api/ws/"])
+async def test_a_handshake_for_any_other_path_is_refused(ws_app, path, caplog):
+    communicator = WebsocketCommunicator(ws_app, path, headers=[(b"host", b"localhost:8000")])
+    connected, _ = await communicator.connect(timeout=5)
+    assert not connected
+    assert f"refused a WebSocket handshake for {path!r}" in caplog.text
+
+
+async def test_below_a_root_path_the_socket_path_is_under_it(ws_app, user):
+    access, _ = await sync_to_async(make_tokens)(user)
+    headers = [(b"host", b"localhost:8000"), (b"authorization", f"Bearer {access}".encode())]
+    mounted = WebsocketCommunicator(ws_app, "/app/ws/", headers=headers)
+    mounted.scope["root_path"] = "/app"
+    connected, _ = await mounted.connect(timeout=5)
+    assert connected
+    assert json.loads(await mounted.receive_from(5))["type"] == "welcome"
+    await mounted.disconnect()
+    outside = WebsocketCommunicator(ws_app, "/ws/", headers=headers)
+    outside.scope["root_path"] = "/app"
+    assert not (await outside.connect(timeout=5))[0]
