@@ -128,6 +128,12 @@ def target_env(
                 # ... and the per-user connect rate (CONNECT_BURST 30): the scenarios connect the same
                 # users one after another, 10 sockets each (the bucket is still taken from, never empty).
                 "REALTIME_CONNECT_BURST": 100000,
+                # ... and the admission gate's places for sockets still without credentials (20 per
+                # address, 1000 per process): the Python client authenticates in its first frame, and
+                # the load processes' thousands of clients all come from 127.0.0.1, where a deployment's
+                # come from as many addresses. Scenario 5's storm would otherwise measure the gate.
+                "REALTIME_MAX_UNAUTHENTICATED": 100000,
+                "REALTIME_MAX_UNAUTHENTICATED_PER_ADDRESS": 100000,
                 "REALTIME_NAMESPACES": json.dumps(NAMESPACES),
             }
         )
