@@ -319,6 +319,16 @@ class RedisProcess:
             self._client.close()
             self._client = None
 
+    def pause(self) -> None:
+        """SIGSTOP: the process holds its data and its connections but answers nothing (a stalled replica)."""
+        if self.alive:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`."""
+        if self.alive:
+            self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL: it dies at once, without a word to its peers (a crash, or a machine gone)."""
         if self.alive:
@@ -491,6 +501,11 @@ class SentinelTopology:
             if reply:
                 answers[sentinel.name] = (reply[0], int(reply[1]))
         return answers
+
+    def replica(self) -> RedisProcess:
+        """The data node that is not the master now."""
+        master = self.master_address()
+        return next(server for server in self.servers if server.address != master)
 
     def kill_master(self) -> tuple[str, int]:
         """SIGKILL the current master (as the sentinels report it); returns its address."""

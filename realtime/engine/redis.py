@@ -72,7 +72,7 @@ from realtime.engine.base import (
     count_members,
     new_epoch,
 )
-from realtime.engine.pool import bounded_pool
+from realtime.engine.pool import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -464,7 +464,7 @@ class RedisEngine(Engine):
     def __init__(self, url: str, prefix: str = "rt") -> None:
         self.prefix = prefix
         self.server_key = f"{prefix}:server"
-        self.redis = aioredis.Redis.from_pool(bounded_pool(url, redis_connect_func=self._on_connect))
+        self.redis = redis_client(url, redis_connect_func=self._on_connect)
         self.db = int(self.redis.connection_pool.connection_kwargs.get("db") or 0)
         self._publish = self.redis.register_script(PUBLISH)
         self._read = self.redis.register_script(READ)

@@ -36,6 +36,8 @@ from redis.exceptions import RedisError
 from rest_framework import exceptions
 
 from realtime.auth.addresses import client_address
+from realtime.core.redis_urls import SENTINEL_SCHEME
+from realtime.engine.pool import SentinelCachePool
 from realtime.http.errors import APIError
 from realtime.support.conf import realtime_settings
 from realtime.support.state import current
@@ -150,8 +152,11 @@ def failure_counts() -> BaseCache:
         return caches["default"]
     prefix = realtime_settings.REDIS_PREFIX
     with _making:
-        options = {"KEY_PREFIX": f"{prefix}:cache"}
-        return current().part(("login-counts", url, prefix), lambda: RedisCache(url, options))
+        options: dict = {"KEY_PREFIX": f"{prefix}:cache"}
+        if url.startswith(SENTINEL_SCHEME):  # Django's client reads redis:// URLs only: the pool reads this one
+            options["OPTIONS"] = {"pool_class": SentinelCachePool}
+        # In a list: a string would be split at its commas (Django's list of servers), a Sentinel URL's hosts.
+        return current().part(("login-counts", url, prefix), lambda: RedisCache([url], options))
 
 
 @contextmanager

@@ -21,6 +21,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from realtime.core.redis_urls import REDIS_SCHEMES, SENTINEL_SCHEME, parse_sentinel_url
+
 ENV_PREFIX = "REALTIME_"
 NAMESPACE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")  # `\Z`: `$` would let a final newline through
 
@@ -60,7 +62,6 @@ DEFAULT_NAMESPACES: dict[str, dict[str, Any]] = {
     },
 }
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 OPTIONS: dict[str, Option] = {
     "REDIS_URL": Option(
@@ -176,6 +177,11 @@ def _clean_text(key: str, value: Any, source: str) -> str:
     value = value.strip()
     if key == "REDIS_URL" and value and not value.startswith(REDIS_SCHEMES):
         raise _fail(key, f"must start with {', '.join(REDIS_SCHEMES)} (or be empty), got {value!r}", source)
+    if key == "REDIS_URL" and value.startswith(SENTINEL_SCHEME):
+        try:
+            parse_sentinel_url(value)
+        except ValueError as exc:
+            raise _fail(key, f"is not a Sentinel URL: {exc}", source) from None
     if key == "REDIS_PREFIX" and (not value or any(c.isspace() or c in "{}" for c in value)):
         raise _fail(key, f"must be a non-empty word without spaces or braces, got {value!r}", source)
     return value

@@ -41,6 +41,7 @@ class Publisher:
     def __init__(self) -> None:
         self.made: list[Any] = []
         self.failures = 0
+        self.failed_at: list[float] = []  # when each refused publication was refused (time.monotonic())
         self.progress = asyncio.Event()  # set at every publication made
         self.stopping = asyncio.Event()
         self.task: asyncio.Task | None = None
@@ -58,6 +59,7 @@ class Publisher:
                 n += 1
             except Exception:  # Redis is down for a moment: this one was not published
                 self.failures += 1
+                self.failed_at.append(time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), INTERVAL)
 
