@@ -716,9 +716,10 @@ class ClusterTopology:
         roles = self._roles(self._survivor())
         return [self.node_at(port) for port, master in roles.items() if master == node.port]
 
-    def kill(self, node: RedisProcess) -> None:
-        """SIGKILL `node` (its replicas now are noted for `wait_for_failover`)."""
-        self._killed[node.port] = [replica.port for replica in self.replicas_of(node)]
+    def kill(self, node: RedisProcess, replicas: list[RedisProcess] | None = None) -> None:
+        """SIGKILL `node` (its replicas, now or as given, are noted for `wait_for_failover`)."""
+        replicas = self.replicas_of(node) if replicas is None else replicas
+        self._killed[node.port] = [replica.port for replica in replicas]
         node.kill()
 
     def wait_for_failover(self, killed_node: RedisProcess, timeout: float = FAILOVER_TIMEOUT) -> RedisProcess:

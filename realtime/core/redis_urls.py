@@ -4,6 +4,8 @@
 - `redis+sentinel://[[user]:password@]host:port[,host:port…]/<service>[/<db>]`: the master of
   `<service>` as the sentinels (default port 26379) report it; `?sentinel_password=…` when the
   sentinels want a password of their own (the one before `@` is the master's).
+- `redis+cluster://[[user]:password@]host:port[,host:port…]`: a Redis Cluster, any of its nodes
+  as seeds.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote
 
 SENTINEL_SCHEME = "redis+sentinel://"
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
+CLUSTER_SCHEME = "redis+cluster://"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME, CLUSTER_SCHEME)
 SENTINEL_PORT = 26379
+REDIS_PORT = 6379
 
 
 @dataclass(frozen=True)
@@ -26,19 +30,35 @@ class SentinelSpec:
     sentinel_password: str | None = None
 
 
-def parse_sentinel_url(url: str) -> SentinelSpec:
-    """The parts of a `redis+sentinel://` URL; ValueError saying what is wrong."""
-    if not url.startswith(SENTINEL_SCHEME):
-        raise ValueError(f"a Sentinel URL starts with {SENTINEL_SCHEME}")
-    rest, _, query = url[len(SENTINEL_SCHEME) :].partition("?")
+@dataclass(frozen=True)
+class ClusterSpec:
+    nodes: list[tuple[str, int]]
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_cluster_url(url: str) -> ClusterSpec:
+    """The parts of a `redis+cluster://` URL; ValueError saying what is wrong."""
+    if not url.startswith(CLUSTER_SCHEME):
+        raise ValueError(f"a Cluster URL starts with {CLUSTER_SCHEME}")
+    rest = url[len(CLUSTER_SCHEME) :].partition("?")[0]
     netloc, _, path = rest.partition("/")
+    if path:
+        raise ValueError(f"a Cluster has one database: nothing comes after the hosts, got /{path}")
+    username, password, hosts = _userinfo(netloc)
+    return ClusterSpec(_addresses(hosts, REDIS_PORT, "node"), username, password)
+
+
+def _userinfo(netloc: str) -> tuple[str | None, str | None, str]:
     userinfo, at, hosts = netloc.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    sentinels = []
+    if not at:
+        return None, None, hosts
+    user, colon, secret = userinfo.partition(":")
+    return unquote(user) or None, unquote(secret) if colon else None, hosts
+
+
+def _addresses(hosts: str, default_port: int, what: str) -> list[tuple[str, int]]:
+    found = []
     for entry in (part.strip() for part in hosts.split(",")):
         if entry.startswith("["):  # [IPv6]:port
             host, _, port = entry[1:].partition("]")
@@ -46,10 +66,21 @@ def parse_sentinel_url(url: str) -> SentinelSpec:
         else:
             host, _, port = entry.partition(":")
         if not host:
-            raise ValueError(f"a sentinel address has no host: {entry!r} (host:port,host:port…)")
+            raise ValueError(f"a {what} address has no host: {entry!r} (host:port,host:port…)")
         if port and not port.isdigit():
-            raise ValueError(f"a sentinel port is not a number: {entry!r}")
-        sentinels.append((host, int(port) if port else SENTINEL_PORT))
+            raise ValueError(f"a {what} port is not a number: {entry!r}")
+        found.append((host, int(port) if port else default_port))
+    return found
+
+
+def parse_sentinel_url(url: str) -> SentinelSpec:
+    """The parts of a `redis+sentinel://` URL; ValueError saying what is wrong."""
+    if not url.startswith(SENTINEL_SCHEME):
+        raise ValueError(f"a Sentinel URL starts with {SENTINEL_SCHEME}")
+    rest, _, query = url[len(SENTINEL_SCHEME) :].partition("?")
+    netloc, _, path = rest.partition("/")
+    username, password, hosts = _userinfo(netloc)
+    sentinels = _addresses(hosts, SENTINEL_PORT, "sentinel")
     parts = [unquote(part) for part in path.split("/") if part]
     if not parts:
         raise ValueError("the URL names no service: redis+sentinel://host:port,…/<service>[/<db>]")

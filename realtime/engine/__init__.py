@@ -46,6 +46,12 @@ def get_engine() -> Engine:
 
 
 def _redis_engine(url: str, prefix: str) -> Engine:
+    from realtime.core.redis_urls import CLUSTER_SCHEME
+
+    if url.startswith(CLUSTER_SCHEME):
+        from realtime.engine.cluster import ClusterEngine  # redis-py's cluster client: only for a Cluster
+
+        return ClusterEngine(url, prefix)
     from realtime.engine.redis import RedisEngine  # redis-py's asyncio client: only when Redis is configured
 
     return RedisEngine(url, prefix)

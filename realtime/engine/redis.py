@@ -89,6 +89,9 @@ POSITIONS_BATCH = 1000  # channels per POSITIONS call: one round trip usually, n
 # stream(server_key, candidate) -> epoch, newest offset, created (true when minted now).
 _STREAM = """
 local function this_server(server_key)
+  if string.find(server_key, ':!:', 1, true) then  -- a Cluster (realtime.engine.cluster): never cached
+    return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  end
   local server = redis.call('GET', server_key)
   if not server then
     server = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
@@ -171,7 +174,8 @@ if size > 0 then
   redis.call('HSET', KEYS[1], 'bytes', bytes)
 end
 local frame = '{"type":"message",' .. string.sub(text, 2)
-redis.call('PUBLISH', KEYS[3], 'm' .. epoch .. ' ' .. offset .. ' ' .. ARGV[6] .. ' ' .. frame)
+local fanout = string.find(KEYS[4], ':!:', 1, true) and 'SPUBLISH' or 'PUBLISH'  -- a Cluster: sharded
+redis.call(fanout, KEYS[3], 'm' .. epoch .. ' ' .. offset .. ' ' .. ARGV[6] .. ' ' .. frame)
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
@@ -438,6 +442,15 @@ return 1
 """
 )
 
+# The publish quota on its own (a Cluster, where the user's bucket and the channel live in different
+# slots): KEYS[1] the bucket, ARGV amount, rate. Returns 0 when taken, else the microseconds to wait.
+QUOTA_TAKE = (
+    _BUCKET
+    + """
+return take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[2]))
+"""
+)
+
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -464,8 +477,8 @@ class RedisEngine(Engine):
     def __init__(self, url: str, prefix: str = "rt") -> None:
         self.prefix = prefix
         self.server_key = f"{prefix}:server"
-        self.redis = redis_client(url, redis_connect_func=self._on_connect)
-        self.db = int(self.redis.connection_pool.connection_kwargs.get("db") or 0)
+        self.redis = self._client(url)
+        self.db = self._db()
         self._publish = self.redis.register_script(PUBLISH)
         self._read = self.redis.register_script(READ)
         self._positions = self.redis.register_script(POSITIONS)
@@ -483,9 +496,19 @@ class RedisEngine(Engine):
         self._admit = self.redis.register_script(ADMIT)
         self.listeners: set[RedisListener] = set()
 
+    def _client(self, url: str) -> Any:
+        return redis_client(url, redis_connect_func=self._on_connect)
+
+    def _db(self) -> int:
+        return int(self.redis.connection_pool.connection_kwargs.get("db") or 0)
+
     def key(self, kind: str, channel: str) -> str:
         """The one place Redis keys are made: `<prefix>:<kind>:<channel>`."""
         return f"{self.prefix}:{kind}:{channel}"
+
+    def server_key_of(self, channel: str) -> str:
+        """The key that caches which server instance holds `channel`'s stream (one for every channel here)."""
+        return self.server_key
 
     def _stream_keys(self, channel: str) -> list[str]:
         return [self.key("m", channel), self.key("h", channel)]
@@ -510,8 +533,9 @@ class RedisEngine(Engine):
         self, channel: str, head: str, tail: str, *, size: int, ttl: int, max_bytes: int = 0, quota: Quota | None = None
     ) -> Published:
         # One round trip: the quota is charged by the script that stores and sends the publication.
-        keys = [*self._stream_keys(channel), self.fanout_key(channel), self.server_key]
-        keys.append(self.key("q", quota.key) if quota is not None else self.server_key)  # (unused without one)
+        server_key = self.server_key_of(channel)
+        keys = [*self._stream_keys(channel), self.fanout_key(channel), server_key]
+        keys.append(self.key("q", quota.key) if quota is not None else server_key)  # (unused without one)
         rate = quota.rate if quota is not None else 0
         args = [new_epoch(), size, ttl, head, tail, ts_of(head, tail), max_bytes, rate]
         epoch, offset = await self._publish(keys, args)
@@ -541,7 +565,7 @@ class RedisEngine(Engine):
         self, channel: str, ttl: int, mode: str, epoch="", offset=0, limit: int | None = None, max_bytes=None
     ) -> Slice:
         args = [new_epoch(), ttl, mode, epoch, offset, -1 if limit is None else limit, max_bytes or 0]
-        result = await self._read([*self._stream_keys(channel), self.server_key], args)
+        result = await self._read([*self._stream_keys(channel), self.server_key_of(channel)], args)
         top_epoch, top, complete, items = result
         publications = [_text(item) for item in reversed(items)]
         return Slice(_text(top_epoch), int(top), publications, bool(complete))

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import redis.cluster
 from django.contrib.auth import get_user_model
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.redis import RedisCache
@@ -36,7 +37,7 @@ from redis.exceptions import RedisError
 from rest_framework import exceptions
 
 from realtime.auth.addresses import client_address
-from realtime.core.redis_urls import SENTINEL_SCHEME
+from realtime.core.redis_urls import CLUSTER_SCHEME, SENTINEL_SCHEME, parse_cluster_url
 from realtime.engine.pool import SentinelCachePool
 from realtime.http.errors import APIError
 from realtime.support.conf import realtime_settings
@@ -90,6 +91,32 @@ def _reaching_counts() -> Iterator[None]:
         yield
     except (RedisError, OSError) as exc:
         raise LoginsUnavailable() from exc
+
+
+class ClusterCounts:
+    """The cache operations that login throttling uses, on a Redis Cluster (Django's RedisCache takes one
+    server): each count is one key, so each operation stays on one node."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        spec = parse_cluster_url(url)
+        nodes = [redis.cluster.ClusterNode(host, port) for host, port in spec.nodes]
+        self.client = redis.cluster.RedisCluster(startup_nodes=nodes, username=spec.username, password=spec.password)
+        self.prefix = prefix
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    def get_many(self, keys: list[str]) -> dict[str, int]:
+        found = {key: self.client.get(self._key(key)) for key in keys}
+        return {key: int(value) for key, value in found.items() if value is not None}
+
+    def add(self, key: str, value: int, timeout: int) -> bool:
+        return bool(self.client.set(self._key(key), value, nx=True, ex=timeout))
+
+    def incr(self, key: str) -> int:
+        if not self.client.exists(self._key(key)):
+            raise ValueError(f"Key {key!r} not found.")  # as Django's caches say it
+        return int(self.client.incr(self._key(key)))
 
 
 def check_allowed(request, username: str) -> None:
@@ -152,6 +179,8 @@ def failure_counts() -> BaseCache:
         return caches["default"]
     prefix = realtime_settings.REDIS_PREFIX
     with _making:
+        if url.startswith(CLUSTER_SCHEME):
+            return current().part(("login-counts", url, prefix), lambda: ClusterCounts(url, f"{prefix}:cache"))
         options: dict = {"KEY_PREFIX": f"{prefix}:cache"}
         if url.startswith(SENTINEL_SCHEME):  # Django's client reads redis:// URLs only: the pool reads this one
             options["OPTIONS"] = {"pool_class": SentinelCachePool}

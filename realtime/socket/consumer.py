@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from realtime.socket.handlers import HandlerSocket
 
 logger = logging.getLogger(__name__)
+REVOCATION_RETRY = (0.25, 10.0)  # first and longest delay between attempts of a revocation re-check
 # One line per socket opened, authenticated and closed (INFO): who, which session, how it ended.
 socket_log = logging.getLogger("realtime.sockets")
 
@@ -311,8 +313,20 @@ class RealtimeConsumer(AsyncConsumer):
             self._background(self._check_revocation())
 
     async def _check_revocation(self) -> None:
-        if await revoked_since(self.user, self.authenticated_us) and not self.closing:
-            self._close_now(CloseCode.FORBIDDEN, None, drop_queued=False)
+        # Until it can be made: the gap is often a failover, and the user's key may be on a shard that is
+        # still moving. A check that fails must not close the socket (1011 would send every client back).
+        delay = REVOCATION_RETRY[0]
+        while not self.closing:
+            try:
+                revoked = await revoked_since(self.user, self.authenticated_us)
+            except SERVICE_ERRORS as exc:
+                metrics.service_error(exc)
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(REVOCATION_RETRY[1], delay * 2)
+                continue
+            if revoked and not self.closing:
+                self._close_now(CloseCode.FORBIDDEN, None, drop_queued=False)
+            return
 
     def _background(self, step) -> None:
         """Run `step` beside the socket's events, its errors going the one error path."""

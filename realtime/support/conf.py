@@ -21,7 +21,13 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-from realtime.core.redis_urls import REDIS_SCHEMES, SENTINEL_SCHEME, parse_sentinel_url
+from realtime.core.redis_urls import (
+    CLUSTER_SCHEME,
+    REDIS_SCHEMES,
+    SENTINEL_SCHEME,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 
 ENV_PREFIX = "REALTIME_"
 NAMESPACE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")  # `\Z`: `$` would let a final newline through
@@ -182,6 +188,11 @@ def _clean_text(key: str, value: Any, source: str) -> str:
             parse_sentinel_url(value)
         except ValueError as exc:
             raise _fail(key, f"is not a Sentinel URL: {exc}", source) from None
+    if key == "REDIS_URL" and value.startswith(CLUSTER_SCHEME):
+        try:
+            parse_cluster_url(value)
+        except ValueError as exc:
+            raise _fail(key, f"is not a Cluster URL: {exc}", source) from None
     if key == "REDIS_PREFIX" and (not value or any(c.isspace() or c in "{}" for c in value)):
         raise _fail(key, f"must be a non-empty word without spaces or braces, got {value!r}", source)
     return value

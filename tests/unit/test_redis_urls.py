@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from realtime.core.redis_urls import SentinelSpec, parse_sentinel_url
+from realtime.core.redis_urls import ClusterSpec, SentinelSpec, parse_cluster_url, parse_sentinel_url
 from realtime.support.conf import realtime_settings
 from tests.conftest import override_realtime
 
@@ -51,6 +51,34 @@ def test_a_wrong_sentinel_url_is_refused_by_the_settings_saying_what_is_wrong(ur
 
 
 def test_every_accepted_scheme_is_taken_by_the_settings():
-    for url in ("redis://h:6379/0", "rediss://h:6380/1", "unix:///tmp/redis.sock", "redis+sentinel://h/main"):
+    for url in ("redis://h:6379/0", "rediss://h:6380/1", "unix:///tmp/r.sock", "redis+sentinel://h/m", "redis+cluster://h:7000"):
         with override_realtime(REDIS_URL=url):
             assert realtime_settings.REDIS_URL == url
+
+
+@pytest.mark.parametrize(
+    ("url", "spec"),
+    [
+        ("redis+cluster://10.0.0.1:7000", ClusterSpec([("10.0.0.1", 7000)])),
+        ("redis+cluster://a,b:7001,[::1]:7002", ClusterSpec([("a", 6379), ("b", 7001), ("::1", 7002)])),
+        ("redis+cluster://:p%40ss@a:7000,b:7000", ClusterSpec([("a", 7000), ("b", 7000)], None, "p@ss")),
+        ("redis+cluster://app:pw@a:7000", ClusterSpec([("a", 7000)], "app", "pw")),
+    ],
+)
+def test_a_cluster_url_names_its_seed_nodes_and_the_password(url, spec):
+    assert parse_cluster_url(url) == spec
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+cluster://a:7000/0", "one database"),
+        ("redis+cluster://a:port", "not a number"),
+        ("redis+cluster://a:7000,,b:7000", "has no host"),
+    ],
+)
+def test_a_wrong_cluster_url_is_refused_by_the_settings_saying_what_is_wrong(url, says):
+    with pytest.raises(ValueError, match=says):
+        parse_cluster_url(url)
+    with override_realtime(REDIS_URL=url), pytest.raises(ImproperlyConfigured, match="is not a Cluster URL"):
+        realtime_settings.values  # noqa: B018 - reading them validates them

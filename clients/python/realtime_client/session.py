@@ -29,6 +29,8 @@ from .models import ClientState, StateChange, User
 EXPIRY_MARGIN = 10.0  # a token this close to its `exp` is renewed before a reconnect
 
 
+AUTH_RETRIED = frozenset({"unavailable", "internal"})  # an `auth` refused for now, not for good
+
 class Session:
     """The protocol state of one client; each method is one event and returns the actions it causes."""
 
@@ -369,8 +371,14 @@ class Session:
             self._out.append(Settle(frame["id"], frame))
         elif pending.kind == SUBSCRIBE:
             self.channels.reply(pending.channel, frame["id"], frame, link.generation)
-        elif pending.kind == AUTH and frame.get("type") == "error":  # the server closes next (4501 or 4009)
-            self._out.append(Report(RealtimeError(frame.get("code", "error"), frame.get("message", "")), "auth"))
+        elif pending.kind == AUTH and frame.get("type") == "error":
+            code = frame.get("code", "error")
+            self._out.append(Report(RealtimeError(code, frame.get("message", "")), "auth"))
+            if code in AUTH_RETRIED:
+                # The server could not check the token (Redis or the database away) and keeps the socket
+                # open for another `auth`: come back after the backoff rather than wait for its 4501.
+                self._end(Outcome(None, f"auth_{code}"))
+            # Otherwise the server closes next (4501 or 4009).
 
     def _push(self, link: Link, frame: dict[str, Any], kind: Any) -> None:
         """A frame without an id, by an explicit list of types (never `getattr` on the server's string)."""

@@ -166,6 +166,21 @@ async def test_no_welcome_within_the_request_timeout_is_a_failed_attempt(server,
     await reconnect(server)
 
 
+@pytest.mark.parametrize("code", ["unavailable", "internal"])
+async def test_an_auth_the_server_could_not_check_is_retried_after_the_backoff(server, make_client, code):
+    """The server keeps the socket open after `unavailable` (Redis or the database away): the client does
+    not wait there for the server's 4501 (which would stop it) but reconnects and authenticates again."""
+    client = make_client(server.url, request_timeout=30.0)
+    asyncio.create_task(client.connect())
+    conn = await server.accept()
+    auth = await conn.expect("auth")
+    await conn.send({"type": "error", "id": auth["id"], "code": code, "message": "Redis is away"})
+    change = await client.states.reach(C.DISCONNECTED)
+    assert change.reason == f"auth_{code}"
+    assert await conn.wait_closed() == 1000  # the client closed the socket itself
+    await reconnect(server)
+
+
 async def test_disconnect_while_waiting_to_retry(make_client):
     client = make_client(refused_url(), min_delay=30.0, max_delay=30.0, random=lambda: 1.0)
     connecting = asyncio.create_task(client.connect())
