@@ -149,7 +149,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--server", default="daphne", help="ours under daphne and/or uvicorn (comma-separated)")
     parser.add_argument(
         "--engine", default="redis",
-        help="ours on Redis and/or on the embedded in-memory engine (no REDIS_URL), comma-separated",
+        help="ours on Redis, on a Redis Cluster (three masters of its own on free ports: `cluster`) "
+        "and/or on the embedded in-memory engine (no REDIS_URL), comma-separated",
     )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=None, help="bound on one scenario, s (300; quick 60)")
     parser.add_argument("--workers", type=int, default=2, help="load processes (1-4; the machine has 2 cores)")
@@ -181,7 +182,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not args.scenarios or set(args.scenarios) - set(SCENARIOS):
         parser.error(f"--scenarios must name some of {', '.join(map(str, SCENARIOS))}")
     for option, allowed in (("targets", {"ours", "baseline", "socketio"}), ("server", {"daphne", "uvicorn"}),
-                            ("engine", {"redis", "memory"})):  # fmt: skip
+                            ("engine", {"redis", "memory", "cluster"})):  # fmt: skip
         values = [v.strip() for v in getattr(args, option).split(",") if v.strip()]
         if not values or set(values) - allowed:
             parser.error(f"--{option} must name some of {', '.join(sorted(allowed))}")
@@ -345,7 +346,7 @@ def busy_processes() -> list[str]:
     return [line[:200] for line in out.splitlines() if line.split(" ", 1)[0] not in mine]
 
 
-def targets_of(args: argparse.Namespace, has_redis: bool) -> tuple[list[Target], list[str]]:
+def targets_of(args: argparse.Namespace, has_redis: bool, has_cluster: bool = False) -> tuple[list[Target], list[str]]:
     targets, notes = [], []
     for kind in args.targets:
         if kind == "ours":
@@ -353,6 +354,9 @@ def targets_of(args: argparse.Namespace, has_redis: bool) -> tuple[list[Target],
                 for engine in args.engine:
                     if engine == "redis" and not has_redis:
                         notes.append(f"ours-{server}-redis: skipped, no Redis")
+                        continue
+                    if engine == "cluster" and not has_cluster:
+                        notes.append(f"ours-{server}-cluster: skipped, no Redis Cluster")
                         continue
                     targets.append(Target("ours", server, engine))
         elif kind == "baseline":
@@ -377,6 +381,8 @@ def applies(target: Target, scenario: int) -> str:
         return "no session resume"
     if scenario == 5 and target.backend == "memory":
         return "needs Redis (the in-memory engine dies with the process)"
+    if scenario in (4, 5) and target.backend == "cluster":
+        return "measured on one Redis (the Cluster run is for deliveries and connects)"
     return ""
 
 
@@ -405,6 +411,7 @@ class Bench:
         self.redis_proc: subprocess.Popen | None = None
         self.redis_url = ""
         self.redis_pid: int | None = None
+        self.cluster: Any = None  # tests/topologies.ClusterTopology, for `--engine cluster`
         self.secret = secrets.token_urlsafe(40)
         self.template = self.workdir / "template.sqlite3"
         self.users: list[tuple[int, str]] = []
@@ -423,6 +430,16 @@ class Bench:
             self.redis_proc, self.redis_url = start_private_redis(str(self.workdir))
             self.redis_pid = self.redis_proc.pid
             self.show.line(f"Redis: a private redis-server at {self.redis_url}")
+
+    def start_cluster(self) -> None:
+        """Three cluster-enabled redis-servers of this run, no replicas (tests/topologies.py makes them)."""
+        from tests.topologies import ClusterTopology, missing_binaries
+
+        if missing_binaries():
+            self.show.line(f"Redis Cluster: not started ({missing_binaries()})")
+            return
+        self.cluster = ClusterTopology(self.workdir / "cluster", masters=3, replicas_per_master=0).start()
+        self.show.line(f"Redis Cluster: three masters of this run at {self.cluster.url}")
 
     def prepare_database(self, users: int) -> None:
         env = target_env(
@@ -453,7 +470,8 @@ class Bench:
         # Unique per run (two runs may start in the same second): runs sharing a Redis must not share
         # keys, connection slots or fan-out channels.
         prefix = f"bench-{self.stamp}-{os.getpid()}-{name}"
-        env = target_env(target, database_url=database_url, redis_url=self.redis_url, prefix=prefix,
+        redis_url = self.cluster.url if target.backend == "cluster" else self.redis_url
+        env = target_env(target, database_url=database_url, redis_url=redis_url, prefix=prefix,
                          secret=self.secret)  # fmt: skip
         server = BenchServer(target, env, self.logs / f"{name}.log")
         ctx = Context(
@@ -506,7 +524,9 @@ class Bench:
         }
         self.logs.mkdir(parents=True, exist_ok=True)
         self.start_redis()
-        targets, notes = targets_of(args, bool(self.redis_url))
+        if "cluster" in args.engine:
+            self.start_cluster()
+        targets, notes = targets_of(args, bool(self.redis_url), self.cluster is not None)
         for note in notes:
             self.show.line(note)
         document["notes"] += notes
@@ -541,6 +561,8 @@ class Bench:
         if self.workers is not None:
             await self.workers.stop()
         self.show.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
         if self.redis_proc is not None:
             self.redis_proc.terminate()
             try:

@@ -62,7 +62,7 @@ class Target:
             return f"plain Channels (JSON consumer + group_send, {layer}, daphne)"
         if self.kind == "socketio":
             return "python-socketio + Redis manager, uvicorn"
-        backend = {"redis": "Redis", "memory": "in-memory engine"}[self.backend]
+        backend = {"redis": "Redis", "memory": "in-memory engine", "cluster": "Redis Cluster (3 masters)"}[self.backend]
         return f"this project, {self.server}, {backend}"
 
 

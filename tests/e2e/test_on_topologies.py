@@ -1,10 +1,13 @@
-"""The cross-process features again, with both server processes and this test process on Redis Sentinel.
+"""The cross-process features again, with both server processes and this test process on Redis Sentinel,
+and again on a Redis Cluster.
 
 The tests are the ones of their own modules, collected here a second time with `redis_url` pointing at
-a Sentinel topology of this test's own (a master, a replica, three sentinels: tests/topologies.py): the
-servers get `REDIS_URL=redis+sentinel://…`, wait for `/healthz` (its control-event round trip through
-the master), and then revocation, admin actions, the per-user connection limit, presence, recovery,
-resume on another process and per-process metrics are checked as they are on one Redis.
+a topology of this test's own (tests/topologies.py): a master, a replica and three sentinels
+(`redis+sentinel://…`), or three masters and three replicas (`redis+cluster://…`, each channel's keys
+and fan-out on its own shard). The servers wait for `/healthz` (its control-event round trip), and then
+revocation, admin actions, the per-user connection limit, presence, recovery, racing publishers over
+sockets and the HTTP API, resume on another process and per-process metrics are checked as they are on
+one Redis.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import uuid
 
 import pytest
 
-from tests.topology_fixtures import sentinel_topology  # noqa: F401 - a fixture
+from tests.topology_fixtures import cluster_topology, sentinel_topology  # noqa: F401 - fixtures
 
 from .test_channels import (  # noqa: F401 - collected here again
     test_dropped_subscriber_recovers_exactly_the_missed_publications,
     test_join_and_leave_are_per_user_across_processes,
+    test_racing_publishers_every_subscriber_gets_each_publication_once_in_order,
 )
 from .test_cross_process import (  # noqa: F401 - collected here again
     test_admin_action_on_a_reaches_the_socket_on_b,
@@ -32,10 +36,10 @@ from .test_reconnect import (  # noqa: F401 - collected here again
 )
 
 
-@pytest.fixture
-def redis_url(sentinel_topology) -> str:  # noqa: F811 - the fixture
-    """This test's Sentinel topology, for the servers and for this process."""
-    return sentinel_topology.url
+@pytest.fixture(params=["sentinel", "cluster"])
+def redis_url(request) -> str:
+    """This test's Sentinel set or Cluster, for the servers and for this process."""
+    return request.getfixturevalue(f"{request.param}_topology").url
 
 
 @pytest.fixture

@@ -1,13 +1,17 @@
-"""Redis Sentinel end to end: two server processes on `redis+sentinel://…`, a master killed (SIGKILL) in the
-middle of a publishing stream, and what every subscriber saw.
+"""Redis Sentinel and Redis Cluster end to end: two server processes on the topology's URL, the master that
+holds the stream killed (SIGKILL) in the middle of a publishing stream while its replica lags, and what
+every subscriber saw.
 
-Real parts: a master, a replica and three sentinels (tests/topologies.py), two daphne processes,
-`realtime_client.Client`s subscribed on both, and a publisher in this process on the same Sentinel URL.
+Real parts: the topology's redis-servers (tests/topologies.py), two daphne processes,
+`realtime_client.Client`s subscribed on both, and a publisher in this process on the same URL.
 
-What must hold (issue: "Beyond one Redis"):
+The replica is stopped (SIGSTOP) and its replication link cut, so the master acknowledges publications
+the replica never gets; then the master is killed and the replica promoted without them: the rollback
+that asynchronous replication allows (checked by replication offsets). What must hold:
 - no socket is closed: each client stays connected through the failover;
 - every publication acknowledged before the failover is delivered, or its loss is announced: the
-  subscriber's next `subscribed` after the failover says `recovered: false` (a new epoch);
+  subscriber's next `subscribed` after it says `recovered: false` (a new epoch). A fifth client is away
+  across the failover and comes back: it missed acknowledged publications, and is told;
 - every publication made after the failover reaches every subscriber once, in order, from the first
   of the new epoch.
 """
@@ -19,28 +23,66 @@ import time
 
 import pytest
 
+from realtime.engine import get_engine
 from realtime.pubsub.publishing import publish
 from tests.conftest import override_realtime
-from tests.topology_fixtures import sentinel_topology  # noqa: F401 - a fixture
+from tests.topology_fixtures import cluster_topology, sentinel_topology  # noqa: F401 - fixtures
 
 from .test_reconnect import CHANNEL, FAST_NODES, WAIT, Publisher, start_receivers, stop_receivers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-
 # While the master is away the servers' requests fail (answered `unavailable`) and their fan-out
-# connection reconnects: logged, and expected here.
-FAILOVER = r"redis\.exceptions\.ConnectionError|MasterNotFoundError|ConnectionRefusedError|Connection reset"
+# connection subscribes again: logged, and expected here.
+FAILOVER = r"redis\.exceptions\.|MasterNotFoundError|ConnectionRefusedError|Connection reset|lost a shard"
+
+
+class Sentinel:
+    """The master of the Sentinel service, and its replica."""
+
+    def __init__(self, topology) -> None:
+        self.topology = topology
+
+    def master_and_replica(self):
+        return self.topology.server_at(self.topology.master_address()), self.topology.replica()
+
+    def kill(self, master, replica) -> None:
+        self.topology.kill_master()
+
+    def wait_promoted(self, master, replica) -> bool:
+        return self.topology.wait_for_failover(master.address, WAIT) == replica.address
+
+
+class Cluster:
+    """The master of the shard that owns the stream's slot, and its replica."""
+
+    def __init__(self, topology) -> None:
+        self.topology = topology
+
+    def master_and_replica(self):
+        master = self.topology.master_for_key(get_engine().key("m", CHANNEL))
+        (replica,) = self.topology.replicas_of(master)
+        return master, replica
+
+    def kill(self, master, replica) -> None:
+        self.topology.kill(master, [replica])  # (its link to the replica is cut: named here)
+
+    def wait_promoted(self, master, replica) -> bool:
+        return self.topology.wait_for_failover(master, WAIT).port == replica.port
+
+
+@pytest.fixture(params=["sentinel", "cluster"])
+def topology(request):
+    """A Sentinel set or a Cluster of this test's own, with what the test needs to know of it."""
+    started = request.getfixturevalue(f"{request.param}_topology")
+    return (Sentinel if request.param == "sentinel" else Cluster)(started)
 
 
 async def test_a_master_killed_mid_stream_loses_nothing_silently_and_no_socket(
-    launch, servers, new_user, tokens, sentinel_topology, redis_prefix, timings  # noqa: F811 - the fixture
+    launch, servers, new_user, tokens, topology, redis_prefix, timings
 ):
-    """The replica lags (stopped, SIGSTOP) while the master acknowledges publications, then the master is
-    killed and the replica promoted without them: the rollback that asynchronous replication allows.
-    Four subscribers stay connected throughout; a fifth is away (disconnected) across it and comes back."""
     launch.tolerate(FAILOVER)
-    url = sentinel_topology.url
+    url = topology.topology.url
     with override_realtime(REDIS_URL=url, REDIS_PREFIX=redis_prefix):
         a, b = await servers(2, REDIS_URL=url, **FAST_NODES)
         access, _ = await tokens(await new_user("ann"))
@@ -53,8 +95,7 @@ async def test_a_master_killed_mid_stream_loses_nothing_silently_and_no_socket(
         try:
             await asyncio.gather(*(r.wait(lambda r=r: len(r.publications) >= 20, "20 publications") for r in receivers))
             await away.client.disconnect()
-            replica = sentinel_topology.replica()
-            master = sentinel_topology.server_at(sentinel_topology.master_address())
+            master, replica = topology.master_and_replica()
             replica.pause()
             # The replication link cut while the replica is stopped (it cannot reconnect): from now on
             # the master acknowledges what the replica never gets, not even into its socket's buffer.
@@ -62,14 +103,13 @@ async def test_a_master_killed_mid_stream_loses_nothing_silently_and_no_socket(
             try:
                 await publisher.made_after(len(publisher.made) + 4, WAIT)
                 written = master.client().info("replication")["master_repl_offset"]
-                old_master = sentinel_topology.kill_master()
+                topology.kill(master, replica)
                 killed_at = time.monotonic()
                 made_before = len(publisher.made)  # acknowledged before the kill (one in flight may still land)
             finally:
                 replica.resume()
-            new_master = await asyncio.to_thread(sentinel_topology.wait_for_failover, old_master, WAIT)
+            assert await asyncio.to_thread(topology.wait_promoted, master, replica)
             promoted_after = time.monotonic() - killed_at
-            assert new_master == replica.address
             after = await publisher.made_after(len(publisher.made), WAIT)  # the first made on the new master
             assert after.epoch != first.epoch  # the data of another instance: a new epoch
 
