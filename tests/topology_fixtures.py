@@ -44,3 +44,15 @@ def cluster_topology(tmp_path) -> Iterator[ClusterTopology]:
         yield topology.start()
     finally:
         topology.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(tmp_path_factory) -> Iterator[ClusterTopology]:
+    """One Cluster of three masters (no replicas) for the tests that only use it, never kill a node and
+    keep their keys under a prefix of their own: the engine contract on a Cluster."""
+    _require_binaries()
+    topology = ClusterTopology(tmp_path_factory.mktemp("shared-cluster"), masters=3, replicas_per_master=0)
+    try:
+        yield topology.start()
+    finally:
+        topology.stop()

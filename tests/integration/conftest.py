@@ -14,6 +14,7 @@ from realtime.asgi import websocket_application
 from realtime.engine.memory import MemoryEngine
 from realtime.engine.redis import RedisEngine
 from tests.conftest import make_tokens, override_realtime
+from tests.topology_fixtures import shared_cluster  # noqa: F401 - a fixture
 
 RECEIVE_TIMEOUT = 5  # generous: a limit on waiting for an event, never a measurement
 
@@ -170,13 +171,18 @@ def engine(request):
         yield kind
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def bare_engine(request):
-    """An engine of its own, without sockets: the memory one, or Redis under this test's prefix."""
+    """An engine of its own, without sockets: the memory one, or Redis (or a Redis Cluster) under this test's prefix."""
     if request.param == "memory":
         yield MemoryEngine()
         return
-    engine = RedisEngine(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
+    if request.param == "cluster":
+        from realtime.engine.cluster import ClusterEngine
+
+        engine = ClusterEngine(request.getfixturevalue("shared_cluster").url, request.getfixturevalue("redis_prefix"))
+    else:
+        engine = RedisEngine(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
     yield engine
     await engine.close()
 
