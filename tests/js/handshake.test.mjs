@@ -81,6 +81,32 @@ test("a token that cannot be a subprotocol falls back to the auth frame (and `au
   assert.equal(env.client.state, "connected");
 });
 
+test("an auth frame the server could not check (`unavailable`) is tried again on a new socket after the backoff", () => {
+  const env = setup({ token: "not a (subprotocol) token" });
+  env.client.connect();
+  env.ws.open();
+  const first = env.ws;
+  first.receive({ type: "error", id: first.last("auth").id, code: "unavailable", message: "Redis is away" });
+  assert.equal(env.client.state, "disconnected");
+  assert.equal(first.closedWith.reason, "auth_unavailable");
+  for (let waited = 0; env.ws === first && waited < 30_000; waited += 100) env.clock.advance(100); // the backoff
+  assert.notEqual(env.ws, first); // a new socket
+  env.ws.open();
+  assert.equal(env.ws.last("auth").token, "not a (subprotocol) token");
+  env.welcome();
+  assert.equal(env.client.state, "connected");
+});
+
+test("an auth frame refused for good (`unauthorized`) waits for the server's close", () => {
+  const env = setup({ token: "not a (subprotocol) token" });
+  env.client.connect();
+  env.ws.open();
+  env.ws.receive({ type: "error", id: env.ws.last("auth").id, code: "unauthorized", message: "bad token" });
+  assert.equal(env.ws.closedWith, null);
+  env.ws.serverClose(4501, "unauthorized");
+  assert.equal(env.client.state, "closed");
+});
+
 test("cookie mode offers no subprotocol", () => {
   const env = setup({ token: undefined });
   env.client.connect();

@@ -370,6 +370,7 @@ export class Client {
     if (!this._authFrame) return; // credentials came with the handshake: the server pushes `welcome`
     // Authenticate with the first frame, never the URL (tokens in query strings end up in logs).
     const frame = { type: "auth", id: ++this._nextId, token: this._token };
+    this._authId = frame.id;
     if (this.session) {
       frame.resume = this.session;
       const positions = this._positions();
@@ -571,6 +572,12 @@ export class Client {
   }
 
   _onReply(frame) {
+    if (frame.id === this._authId && frame.type === "error") {
+      // The server could not check the token (Redis or the database away) and keeps the socket open
+      // for another `auth`: come back after the backoff rather than at the connect timeout.
+      if (RETRYABLE.has(frame.code)) this._drop(`auth_${frame.code}`);
+      return; // anything else: the server closes next (4501 or 4009)
+    }
     const req = this._pending.get(frame.id);
     if (!req) return; // not a request of this connection (or one that already timed out): drop it
     if (frame.type === "error") return this._settle(req, new RealtimeError(frame.code, frame.message, { sent: true }));
