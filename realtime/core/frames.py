@@ -58,6 +58,11 @@ CONTROL_EVENT = "c"
 # process hears it once per event loop. Not a channel name (CHANNEL_RE has no "!"), so no client can
 # subscribe to it or publish on it, and the delivery check leaves it alone.
 CONTROL_TOPIC = "!control"
+# What a control event does (its "do"): realtime.sessions.control sends them, realtime.pubsub.switchboard
+# and the consumer act on them.
+CONTROL_DISCONNECT = "disconnect"
+CONTROL_CHANNEL_END = "end"
+CONTROL_PING = "ping"
 
 
 def control_event(event: dict) -> str:

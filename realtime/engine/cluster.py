@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +31,7 @@ from redis.exceptions import ConnectionError, RedisError  # noqa: A004 - redis-p
 
 from realtime.core.redis_urls import parse_cluster_url
 from realtime.engine.base import Listener, OverQuota, Position, Published, Quota, SessionWrite
-from realtime.engine.redis import QUOTA_TAKE, RedisEngine
+from realtime.engine.redis import QUOTA_TAKE, RedisEngine, _text, session_args
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +103,7 @@ class ClusterEngine(RedisEngine):
         ttl_ms = max(1, int(ttl * 1000))
 
         async def one(write: SessionWrite) -> bool:
-            args: list[Any] = [write.owner, write.user, ttl_ms]
-            for channel, position in write.changes.items():
-                args += [channel, "" if position is None else _json(position)]
+            args = session_args(write, ttl_ms)
             return bool(await self._session_write(keys=[self.key("s", write.session)], args=args))
 
         return list(await asyncio.gather(*(one(write) for write in writes)))
@@ -115,14 +112,6 @@ class ClusterEngine(RedisEngine):
         ttl_ms = int(ttl * 1000)
         touches = [self._slot_touch(keys=[self.key("c", user)], args=[ttl_ms, *names]) for user, names in slots.items()]
         await asyncio.gather(*touches)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 class ClusterListener(Listener):

@@ -452,6 +452,14 @@ return take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[2]))
 )
 
 
+def session_args(write: SessionWrite, ttl_ms: int) -> list[Any]:
+    """The SESSION_WRITE script's arguments for `write`: owner, user, ttl, then channel and position pairs."""
+    args: list[Any] = [write.owner, write.user, ttl_ms]
+    for channel, position in write.changes.items():
+        args += [channel, "" if position is None else json.dumps(position, separators=(",", ":"))]
+    return args
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -653,9 +661,7 @@ class RedisEngine(Engine):
         ttl_ms = max(1, int(ttl * 1000))
         async with self.redis.pipeline(transaction=False) as pipe:
             for write in writes:
-                args: list[Any] = [write.owner, write.user, ttl_ms]
-                for channel, position in write.changes.items():
-                    args += [channel, "" if position is None else json.dumps(position, separators=(",", ":"))]
+                args = session_args(write, ttl_ms)
                 await self._session_write(keys=[self.key("s", write.session)], args=args, client=pipe)
             return [bool(result) for result in await pipe.execute()]
 

@@ -26,7 +26,7 @@ import secrets
 import time
 from typing import Any, Protocol
 
-from realtime.core.frames import CONTROL_TOPIC, control_event
+from realtime.core.frames import CONTROL_DISCONNECT, CONTROL_PING, CONTROL_TOPIC, control_event
 from realtime.engine import get_engine
 from realtime.pubsub.hub import Hub, get_hub
 from realtime.support.state import current
@@ -103,12 +103,12 @@ class Switchboard:
 
     def on_control(self, event: dict[str, Any]) -> None:
         """A control event from the hub: handed to every socket here that it names."""
-        if event.get("do") == "ping":
+        if event.get("do") == CONTROL_PING:
             waiting = self.pings.pop(str(event.get("id")), None)
             if waiting is not None and not waiting.done():
                 waiting.set_result(None)
             return
-        if event.get("do") == "disconnect":
+        if event.get("do") == CONTROL_DISCONNECT:
             self._remember(event)
         targets: list[ControlTarget] = []
         if "user" in event:
@@ -149,7 +149,7 @@ class Switchboard:
         nonce = secrets.token_hex(8)
         heard = self.pings[nonce] = asyncio.get_running_loop().create_future()
         try:
-            await self.hub.engine.broadcast(CONTROL_TOPIC, control_event({"do": "ping", "id": nonce}))
+            await self.hub.engine.broadcast(CONTROL_TOPIC, control_event({"do": CONTROL_PING, "id": nonce}))
             await heard
         finally:
             self.pings.pop(nonce, None)

@@ -24,14 +24,13 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from realtime.core.frames import CONTROL_TOPIC, control_event
+from realtime.core.frames import CONTROL_CHANNEL_END, CONTROL_DISCONNECT, CONTROL_TOPIC, control_event
 from realtime.core.protocol import CloseCode
 from realtime.core.users import user_key
 from realtime.engine import get_engine
 
-DISCONNECT = "disconnect"
-CHANNEL_END = "end"
-PING = "ping"
+DISCONNECT = CONTROL_DISCONNECT
+CHANNEL_END = CONTROL_CHANNEL_END
 
 
 def django_session_key(session_key: str) -> str:
